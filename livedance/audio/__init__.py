@@ -1,0 +1,1 @@
+"""Audio sources (live device, paced file) and the ring buffer they fill."""

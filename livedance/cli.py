@@ -1,0 +1,113 @@
+"""The one entry point: ``livedance <command>``.
+
+Every command is a function ``run(args, settings) -> int`` in the module that
+owns the capability, named here as ``"module:function"`` and imported only
+when that command runs, so ``livedance --help`` stays instant (no torch
+import).
+
+Error conventions, for every command:
+* a :class:`~livedance.errors.UserError` prints one line on stderr and exits 2;
+* any other exception is an internal error: one line and exit 1, with the
+  traceback under ``-v``;
+* Ctrl-C exits 130 after the command's own clean-up has run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import traceback
+from typing import Callable, Sequence
+
+from livedance import __version__
+from livedance.errors import UserError
+
+log = logging.getLogger("livedance")
+
+Runner = Callable[[argparse.Namespace, object], int]
+
+
+def _add_command(
+    sub: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, target: str, help: str
+) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help)
+    p.set_defaults(target=target)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="livedance",
+        description="A 3D body that dances to live music, in real time.",
+    )
+    parser.add_argument("--version", action="version", version=f"livedance {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug); tracebacks on errors"
+    )
+    parser.add_argument("--config", metavar="PATH", help="settings file (TOML); see `livedance config`")
+    parser.add_argument(
+        "--set",
+        metavar="SECTION.KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one setting, e.g. --set engine.fps=30 (repeatable)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    _add_command(sub, "config", "livedance.cli:run_config", "print the effective settings as TOML")
+    return parser
+
+
+def run_config(args: argparse.Namespace, settings: object) -> int:
+    from livedance.config import to_toml
+
+    print(to_toml(settings), end="")  # type: ignore[arg-type]
+    return 0
+
+
+def _resolve(target: str) -> Runner:
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    if not getattr(args, "target", None):
+        parser.print_help()
+        return 2
+    try:
+        from livedance.config import load
+
+        settings = load(args.config, args.set)
+        return int(_resolve(args.target)(args, settings) or 0)
+    except UserError as exc:
+        print(f"livedance: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("livedance: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if args.verbose:
+            traceback.print_exc()
+        print(
+            f"livedance: internal error: {type(exc).__name__}: {exc} (run with -v for the traceback and report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,229 @@
+"""Typed settings: dataclass defaults, overridden by a TOML file, overridden by
+the command line.
+
+Each section of the TOML file is one dataclass below (``[audio]`` is
+:class:`AudioSettings`, ...). Unknown sections or keys, and values of the
+wrong type, are a :class:`~livedance.errors.UserError` naming the key, so a
+typo never silently does nothing.
+
+Where the file comes from, first match wins: ``--config PATH``, the
+``LIVEDANCE_CONFIG`` environment variable, ``~/.config/livedance/config.toml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from livedance.errors import UserError
+
+
+@dataclass
+class AudioSettings:
+    """Audio capture and analysis rate."""
+
+    device: str | None = None  # input device index or name substring; None = default
+    sample_rate: int = 22050  # analysis rate; devices at other rates are resampled
+    hop: int = 512  # analysis hop, samples at sample_rate
+    block: int = 512  # device callback size, frames at the device rate
+    ring_seconds: float = 10.0  # ring buffer length
+    channels: int | None = None  # capture channels; None = device default, mixed down
+
+
+@dataclass
+class FeatureSettings:
+    """Music features; must match what the checkpoint was trained with."""
+
+    n_fft: int = 2048
+    n_mels: int = 64
+    fmin: float = 30.0
+    fmax: float = 11025.0
+    chroma: bool = False
+
+
+@dataclass
+class BeatSettings:
+    """Causal beat tracker."""
+
+    min_bpm: float = 60.0
+    max_bpm: float = 200.0
+    preferred_bpm: float = 120.0  # centre of the dance-natural tempo prior
+    lookahead_beats: int = 4
+
+
+@dataclass
+class EngineSettings:
+    """The live engine and its frame clock."""
+
+    fps: float = 60.0
+    latency_ms: float = 0.0  # output latency to compensate (projector, network)
+    dancers: int = 1
+    seed: int = 0
+    temperature: float = 1.0
+    energy_bias: float = 0.0
+    stage_radius: float = 1.5  # metres; dancers stay within this circle
+    checkpoint: str | None = None  # None = the shipped checkpoint
+
+
+@dataclass
+class OscSettings:
+    """OSC out (livedance scheme), VMC out and control in."""
+
+    out: str | None = None  # "host:port" for the livedance scheme, None = off
+    vmc: str | None = None  # "host:port" for VMC, None = off
+    control: str | None = None  # "host:port" to listen for control, None = off
+    default_out_port: int = 9000
+    default_vmc_port: int = 39539
+    default_control_port: int = 9001
+    up_axis: str = "y"  # "y" or "z"
+    units: str = "m"  # "m" or "cm"
+    allow: list[str] = field(default_factory=list)  # control sender IPs; empty = any
+    secret: str | None = None  # shared secret required on control messages
+
+
+@dataclass
+class ViewerSettings:
+    """Window and offscreen render."""
+
+    width: int = 1280
+    height: int = 720
+    fullscreen: bool = False
+    screen: int = 0
+    hud: bool = True
+    vsync: bool = True
+    smpl_model: str | None = None  # path to the user's own SMPL model files
+
+
+@dataclass
+class Settings:
+    """All settings; one attribute per TOML section."""
+
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    features: FeatureSettings = field(default_factory=FeatureSettings)
+    beats: BeatSettings = field(default_factory=BeatSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    osc: OscSettings = field(default_factory=OscSettings)
+    viewer: ViewerSettings = field(default_factory=ViewerSettings)
+
+
+DEFAULT_PATH = Path("~/.config/livedance/config.toml").expanduser()
+
+
+def _accepts(tp: Any, value: Any) -> bool:
+    """Does ``value`` (as parsed from TOML) fit the annotation ``tp``?"""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(a, value) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_accepts(item, v) for v in value)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _type_name(tp: Any) -> str:
+    return str(tp).replace("typing.", "") if not isinstance(tp, type) else tp.__name__
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def apply(settings: Settings, values: dict[str, Any], source: str) -> Settings:
+    """Return ``settings`` updated from a nested ``{section: {key: value}}`` dict.
+
+    Raises UserError naming ``source`` and the offending key.
+    """
+    sections = {f.name: f for f in dataclasses.fields(Settings)}
+    for name, table in values.items():
+        if name not in sections:
+            raise UserError(
+                f"{source}: unknown section [{name}] (valid sections: {', '.join(sections)})"
+            )
+        if not isinstance(table, dict):
+            raise UserError(f"{source}: '{name}' must be a [{name}] table of settings")
+        section = getattr(settings, name)
+        hints = _hints(type(section))
+        for key, value in table.items():
+            if key not in hints:
+                raise UserError(
+                    f"{source}: unknown key '{name}.{key}' (valid keys in [{name}]: {', '.join(hints)})"
+                )
+            if not _accepts(hints[key], value):
+                raise UserError(
+                    f"{source}: '{name}.{key}' must be {_type_name(hints[key])}, got {value!r}"
+                )
+            if hints[key] is float or float in typing.get_args(hints[key]):
+                value = float(value) if isinstance(value, int) else value
+            setattr(section, key, value)
+    return settings
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"engine.fps=30"`` -> ``{"engine": {"fps": 30}}``; the value is read as TOML,
+    falling back to a bare string."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise UserError(f"bad --set '{text}' (write SECTION.KEY=VALUE, e.g. --set engine.fps=30)")
+    dotted, raw = text.split("=", 1)
+    section, key = dotted.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return {section: {key: value}}
+
+
+def load(path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None) -> Settings:
+    """Defaults, then the TOML file (if any), then ``--set`` overrides."""
+    settings = Settings()
+    explicit = path or os.environ.get("LIVEDANCE_CONFIG")
+    file = Path(explicit).expanduser() if explicit else DEFAULT_PATH
+    if explicit or file.exists():
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"config file {file} not found (check the path given to --config)") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read config file {file}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"{file}: not valid TOML ({exc}); fix the line it names") from None
+        apply(settings, data, str(file))
+    for text in overrides or []:
+        apply(settings, parse_override(text), "--set")
+    return settings
+
+
+def to_toml(settings: Settings) -> str:
+    """The effective settings as a TOML document (``None`` shown commented out)."""
+    lines: list[str] = []
+    for sec in dataclasses.fields(settings):
+        lines.append(f"[{sec.name}]")
+        for f in dataclasses.fields(getattr(settings, sec.name)):
+            value = getattr(getattr(settings, sec.name), f.name)
+            if value is None:
+                lines.append(f"# {f.name} = (unset)")
+            else:
+                lines.append(f"{f.name} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)

@@ -1,0 +1,1 @@
+"""Metrics: beat alignment, FID, diversity, foot skate, jitter."""

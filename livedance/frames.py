@@ -1,0 +1,87 @@
+"""The message the frame clock hands to every sink (viewer, OSC, VMC, recorder).
+
+A :class:`Frame` carries all dancers of one presentation instant as stacked
+arrays (leading axis = dancer), so sinks can work vectorised. Forward
+kinematics has already run: sinks never recompute it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from livedance.skeleton import NUM_JOINTS, forward_kinematics, matrix_to_quaternion
+
+
+@dataclass(frozen=True, slots=True)
+class BeatEvent:
+    """A music beat that passed since the previous frame."""
+
+    index: int  # running count of beats since the engine started
+    time: float  # music time of the beat, seconds
+    tempo: float  # BPM at that beat
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One presentation instant of D dancers.
+
+    Attributes:
+        index: frame counter since start (0, 1, 2, ...).
+        time: music time the frame shows, seconds (audio clock + latency).
+        wall_time: Unix time (``time.time()``) at which the frame should be
+            presented; OSC uses it as the bundle timetag.
+        trans: (D, 3) pelvis world position, metres, y up.
+        rotations: (D, 24, 3, 3) local joint rotations (root: global).
+        joints: (D, 24, 3) world joint positions, metres, y up.
+        quaternions: (D, 24, 4) the local rotations as (w, x, y, z).
+        tempo: current tempo estimate, BPM.
+        beat_phase: position within the current beat, [0, 1).
+        confidence: beat-tracker confidence, [0, 1].
+        energy: music energy, [0, 1].
+        beats: beats that passed since the previous frame.
+    """
+
+    index: int
+    time: float
+    wall_time: float
+    trans: np.ndarray
+    rotations: np.ndarray
+    joints: np.ndarray
+    quaternions: np.ndarray
+    tempo: float = 120.0
+    beat_phase: float = 0.0
+    confidence: float = 0.0
+    energy: float = 0.0
+    beats: tuple[BeatEvent, ...] = field(default=())
+
+    @property
+    def dancers(self) -> int:
+        return int(self.trans.shape[0])
+
+    @classmethod
+    def from_pose(
+        cls,
+        index: int,
+        time: float,
+        wall_time: float,
+        rotations: np.ndarray,
+        trans: np.ndarray,
+        **music: object,
+    ) -> "Frame":
+        """Build a frame from (D, 24, 3, 3) local rotations and (D, 3) root positions,
+        running forward kinematics once for all sinks."""
+        rotations = np.asarray(rotations, dtype=np.float32).reshape(-1, NUM_JOINTS, 3, 3)
+        trans = np.asarray(trans, dtype=np.float32).reshape(-1, 3)
+        _, joints = forward_kinematics(rotations, trans)
+        return cls(
+            index=index,
+            time=time,
+            wall_time=wall_time,
+            trans=trans,
+            rotations=rotations,
+            joints=joints,
+            quaternions=matrix_to_quaternion(rotations),
+            **music,  # type: ignore[arg-type]
+        )

@@ -1,0 +1,1 @@
+"""Unit VAE, composer, discriminators and checkpoint I/O."""

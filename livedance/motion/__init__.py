@@ -1,0 +1,1 @@
+"""Motion data: datasets (AIST++ pkl, BVH), kinematic beats, dance units, export."""

@@ -1,0 +1,1 @@
+"""Music features (streaming == offline) and the causal beat tracker."""

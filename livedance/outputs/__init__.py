@@ -1,0 +1,1 @@
+"""Frame sinks: OSC/VMC, viewer, offscreen render, recorder."""

@@ -1,0 +1,317 @@
+"""The SMPL 24-joint skeleton: kinematic tree, rest offsets, forward kinematics
+and rotation conversions.
+
+This module is the single owner of these facts; nothing else in livedance
+re-derives joint names, parents, offsets or conversions.
+
+Conventions
+-----------
+* Coordinates: metres, y up, +z the body's forward, +x the body's left (SMPL's
+  own frame).
+* Quaternions are scalar-first ``(w, x, y, z)``.
+* 6D rotations are the first two *columns* of the rotation matrix,
+  concatenated: ``(r00, r10, r20, r01, r11, r21)`` (Zhou et al., CVPR 2019).
+* Axis-angle is a 3-vector whose direction is the axis and norm the angle.
+
+Every function accepts a ``numpy.ndarray`` or a ``torch.Tensor`` with any
+leading batch shape and returns the same kind of array with the same dtype.
+There is one implementation (torch); numpy inputs are wrapped, not copied,
+so the numpy and torch paths cannot disagree.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, TypeVar, Union
+
+import numpy as np
+import torch
+
+Array = Union[np.ndarray, torch.Tensor]
+F = TypeVar("F", bound=Callable[..., object])
+
+NUM_JOINTS = 24
+
+#: Joint names exactly as SMPL (and the ``smplx`` package) name them.
+JOINT_NAMES: tuple[str, ...] = (
+    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee",
+    "spine2", "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot",
+    "neck", "left_collar", "right_collar", "head", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "left_hand", "right_hand",
+)
+JOINT_INDEX: dict[str, int] = {n: i for i, n in enumerate(JOINT_NAMES)}
+
+#: Parent of each joint (-1 for the root). Parents always precede children.
+PARENTS: np.ndarray = np.array(
+    [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21],
+    dtype=np.int64,
+)
+
+#: Rest offset of each joint from its parent, metres, y up (root: zero).
+#: These are the joint locations of the SMPL *neutral* body at zero shape
+#: (``J_regressor @ v_template`` of basicModel_neutral, Loper et al. 2015),
+#: differenced along the tree, as published in EDGE's ``vis.py``
+#: (Tseng et al., CVPR 2023). Only these 72 numbers are used; no SMPL model
+#: file is read or shipped.
+REST_OFFSETS: np.ndarray = np.array(
+    [
+        [0.0, 0.0, 0.0],
+        [0.05858135, -0.08228004, -0.01766408],
+        [-0.06030973, -0.09051332, -0.01354254],
+        [0.00443945, 0.12440352, -0.03838522],
+        [0.04345142, -0.38646945, 0.008037],
+        [-0.04325663, -0.38368791, -0.00484304],
+        [0.00448844, 0.1379564, 0.02682033],
+        [-0.01479032, -0.42687458, -0.037428],
+        [0.01905555, -0.4200455, -0.03456167],
+        [-0.00226458, 0.05603239, 0.00285505],
+        [0.04105436, -0.06028581, 0.12204243],
+        [-0.03483987, -0.06210566, 0.13032329],
+        [-0.0133902, 0.21163553, -0.03346758],
+        [0.07170245, 0.11399969, -0.01889817],
+        [-0.08295366, 0.11247234, -0.02370739],
+        [0.01011321, 0.08893734, 0.05040987],
+        [0.12292141, 0.04520509, -0.019046],
+        [-0.11322832, 0.04685326, -0.00847207],
+        [0.2553319, -0.01564902, -0.02294649],
+        [-0.26012748, -0.01436928, -0.03126873],
+        [0.26570925, 0.01269811, -0.00737473],
+        [-0.26910836, 0.00679372, -0.00602676],
+        [0.08669055, -0.01063603, -0.01559429],
+        [-0.0887537, -0.00865157, -0.01010708],
+    ],
+    dtype=np.float64,
+)
+
+
+def _rest_joints(offsets: np.ndarray) -> np.ndarray:
+    joints = np.zeros_like(offsets)
+    for j in range(1, NUM_JOINTS):
+        joints[j] = joints[PARENTS[j]] + offsets[j]
+    return joints
+
+
+#: Rest joint positions relative to the pelvis, metres (24, 3).
+REST_JOINTS: np.ndarray = _rest_joints(REST_OFFSETS)
+
+#: Pelvis height above the floor in the rest pose: the ankles' depth below the
+#: pelvis plus a sole (the foot joint sits ~5 cm above the ground in SMPL).
+ANKLE_TO_SOLE = 0.08
+REST_PELVIS_HEIGHT: float = float(-REST_JOINTS[[7, 8], 1].min() + ANKLE_TO_SOLE)
+
+#: Index permutation that swaps left and right joints (for mirroring).
+MIRROR_PERMUTATION: np.ndarray = np.array(
+    [
+        JOINT_INDEX[n.replace("left_", "@").replace("right_", "left_").replace("@", "right_")]
+        for n in JOINT_NAMES
+    ],
+    dtype=np.int64,
+)
+
+#: Children lists, handy for drawing bones.
+BONES: tuple[tuple[int, int], ...] = tuple((int(PARENTS[j]), j) for j in range(1, NUM_JOINTS))
+
+
+# ---------------------------------------------------------------------------
+# numpy/torch polymorphism: one torch implementation, numpy wrapped around it.
+
+
+def _polymorphic(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        was_numpy = any(isinstance(a, np.ndarray) for a in args)
+        targs = [torch.from_numpy(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a for a in args]
+        out = fn(*targs, **kwargs)
+        if not was_numpy:
+            return out
+        if isinstance(out, tuple):
+            return tuple(o.numpy() for o in out)
+        return out.numpy()
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _eps(x: torch.Tensor) -> float:
+    return 1e-12 if x.dtype == torch.float64 else 1e-6
+
+
+# ---------------------------------------------------------------------------
+# Rotation conversions.
+
+
+@_polymorphic
+def axis_angle_to_quaternion(aa: Array) -> Array:
+    """(..., 3) axis-angle -> (..., 4) unit quaternion (w, x, y, z)."""
+    angle = torch.linalg.vector_norm(aa, dim=-1, keepdim=True)
+    half = 0.5 * angle
+    small = angle < 1e-4
+    # sin(a/2)/a with its Taylor series near zero, so tiny angles stay exact.
+    safe = torch.where(small, torch.ones_like(angle), angle)
+    scale = torch.where(small, 0.5 - angle * angle / 48.0, torch.sin(half) / safe)
+    return torch.cat([torch.cos(half), aa * scale], dim=-1)
+
+
+@_polymorphic
+def quaternion_to_axis_angle(q: Array) -> Array:
+    """(..., 4) quaternion (w, x, y, z), any norm -> (..., 3) axis-angle, angle in [0, pi]."""
+    q = q / torch.linalg.vector_norm(q, dim=-1, keepdim=True)
+    # q and -q are the same rotation; w >= 0 picks the angle in [0, pi].
+    q = torch.where(q[..., :1] < 0, -q, q)
+    v = q[..., 1:]
+    sin_half = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+    angle = 2.0 * torch.atan2(sin_half, q[..., :1])
+    small = sin_half < 1e-4
+    safe = torch.where(small, torch.ones_like(sin_half), sin_half)
+    scale = torch.where(small, 2.0 + angle * angle / 12.0, angle / safe)
+    return v * scale
+
+
+@_polymorphic
+def quaternion_to_matrix(q: Array) -> Array:
+    """(..., 4) quaternion (w, x, y, z), any norm -> (..., 3, 3) rotation matrix."""
+    q = q / torch.linalg.vector_norm(q, dim=-1, keepdim=True)
+    w, x, y, z = q.unbind(-1)
+    m = torch.stack(
+        [
+            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        ],
+        dim=-1,
+    )
+    return m.reshape(q.shape[:-1] + (3, 3))
+
+
+@_polymorphic
+def matrix_to_quaternion(m: Array) -> Array:
+    """(..., 3, 3) rotation matrix -> (..., 4) unit quaternion with w >= 0.
+
+    Shepperd's method: of the four algebraically equal formulas, use the one
+    whose divisor is largest, so the result is accurate at every angle
+    (including pi, where the trace formula breaks down).
+    """
+    m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
+    m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
+    m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
+    four_sq = torch.stack(
+        [1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], dim=-1
+    )
+    root = torch.sqrt(torch.clamp(four_sq, min=0.0))  # = 2 * |w|, 2|x|, 2|y|, 2|z|
+    # Row k is 4 * q_k * q, computed from the k-th formula.
+    cand = torch.stack(
+        [
+            torch.stack([root[..., 0] ** 2, m21 - m12, m02 - m20, m10 - m01], dim=-1),
+            torch.stack([m21 - m12, root[..., 1] ** 2, m10 + m01, m02 + m20], dim=-1),
+            torch.stack([m02 - m20, m10 + m01, root[..., 2] ** 2, m12 + m21], dim=-1),
+            torch.stack([m10 - m01, m20 + m02, m21 + m12, root[..., 3] ** 2], dim=-1),
+        ],
+        dim=-2,
+    )
+    best = torch.argmax(four_sq, dim=-1)
+    idx = best[..., None, None].expand(best.shape + (1, 4))
+    chosen = torch.gather(cand, -2, idx).squeeze(-2)
+    chosen = chosen / torch.linalg.vector_norm(chosen, dim=-1, keepdim=True)
+    return torch.where(chosen[..., :1] < 0, -chosen, chosen)
+
+
+@_polymorphic
+def axis_angle_to_matrix(aa: Array) -> Array:
+    """(..., 3) axis-angle -> (..., 3, 3) rotation matrix."""
+    return quaternion_to_matrix(axis_angle_to_quaternion(aa))
+
+
+@_polymorphic
+def matrix_to_axis_angle(m: Array) -> Array:
+    """(..., 3, 3) rotation matrix -> (..., 3) axis-angle, angle in [0, pi]."""
+    return quaternion_to_axis_angle(matrix_to_quaternion(m))
+
+
+@_polymorphic
+def matrix_to_rot6d(m: Array) -> Array:
+    """(..., 3, 3) rotation matrix -> (..., 6): first two columns."""
+    return torch.cat([m[..., :, 0], m[..., :, 1]], dim=-1)
+
+
+@_polymorphic
+def rot6d_to_matrix(d6: Array) -> Array:
+    """(..., 6) -> (..., 3, 3) rotation matrix by Gram-Schmidt.
+
+    Any 6-vector with non-parallel halves maps to a valid rotation, which is
+    why networks predict this form.
+    """
+    a, b = d6[..., :3], d6[..., 3:]
+    eps = _eps(d6)
+    c0 = a / torch.linalg.vector_norm(a, dim=-1, keepdim=True).clamp_min(eps)
+    b = b - (c0 * b).sum(-1, keepdim=True) * c0
+    c1 = b / torch.linalg.vector_norm(b, dim=-1, keepdim=True).clamp_min(eps)
+    c2 = torch.linalg.cross(c0, c1, dim=-1)
+    return torch.stack([c0, c1, c2], dim=-1)
+
+
+@_polymorphic
+def quaternion_multiply(a: Array, b: Array) -> Array:
+    """Hamilton product of (..., 4) quaternions (w, x, y, z): rotation a after b."""
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        dim=-1,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Forward kinematics.
+
+
+@_polymorphic
+def forward_kinematics(
+    rotations: Array, trans: Array, offsets: Array | None = None
+) -> tuple[Array, Array]:
+    """Global joint rotations and positions from local rotations.
+
+    Args:
+        rotations: (..., 24, 3, 3) local rotation of each joint relative to its
+            parent (the root's is the global orientation).
+        trans: (..., 3) world position of the pelvis, metres.
+        offsets: (24, 3) or (..., 24, 3) rest offsets; defaults to
+            :data:`REST_OFFSETS`.
+
+    Returns:
+        ``(global_rotations, joints)``: (..., 24, 3, 3) and (..., 24, 3).
+    """
+    if offsets is None:
+        offsets = torch.as_tensor(REST_OFFSETS, dtype=rotations.dtype, device=rotations.device)
+    elif isinstance(offsets, np.ndarray):
+        offsets = torch.as_tensor(offsets, dtype=rotations.dtype, device=rotations.device)
+    glob: list[torch.Tensor] = [rotations[..., 0, :, :]]
+    pos: list[torch.Tensor] = [trans]
+    for j in range(1, NUM_JOINTS):
+        p = int(PARENTS[j])
+        glob.append(glob[p] @ rotations[..., j, :, :])
+        pos.append(pos[p] + (glob[p] @ offsets[..., j, :, None])[..., 0])
+    return torch.stack(glob, dim=-3), torch.stack(pos, dim=-2)
+
+
+@_polymorphic
+def joints_from_axis_angle(poses: Array, trans: Array) -> Array:
+    """(..., 24, 3) axis-angle poses and (..., 3) root translation -> (..., 24, 3) joints."""
+    return forward_kinematics(axis_angle_to_matrix(poses), trans)[1]
+
+
+@_polymorphic
+def mirror_rotations(rotations: Array) -> Array:
+    """Mirror (..., 24, 3, 3) local rotations across the body's sagittal plane (x -> -x).
+
+    Swaps left and right joints and conjugates each rotation by the
+    reflection diag(-1, 1, 1). Because :data:`REST_OFFSETS` are not exactly
+    symmetric, positions mirror to within a few millimetres.
+    """
+    s = torch.tensor([-1.0, 1.0, 1.0], dtype=rotations.dtype, device=rotations.device)
+    flipped = rotations * s[:, None] * s[None, :]
+    return flipped[..., torch.from_numpy(MIRROR_PERMUTATION), :, :]

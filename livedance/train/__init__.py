@@ -1,0 +1,1 @@
+"""Training loops for the unit VAE and the composer."""

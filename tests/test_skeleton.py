@@ -1,0 +1,149 @@
+import numpy as np
+import pytest
+import torch
+
+from livedance import skeleton as sk
+
+
+def random_axis_angle(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Random rotations, with a third of them near 0 and near pi where conversions break."""
+    axis = rng.normal(size=(n, 3))
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+    angle = rng.uniform(0, np.pi, size=n)
+    angle[: n // 6] = rng.uniform(0, 1e-7, size=n // 6)
+    angle[n // 6 : n // 3] = np.pi - rng.uniform(1e-7, 1e-3, size=n // 3 - n // 6)
+    return axis * angle[:, None]
+
+
+def assert_rotation(m: np.ndarray) -> None:
+    eye = np.broadcast_to(np.eye(3), m.shape)
+    np.testing.assert_allclose(m @ np.swapaxes(m, -1, -2), eye, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.det(m), 1.0, atol=1e-6)
+
+
+def test_tree_is_topologically_sorted_and_named_like_smpl():
+    assert len(sk.JOINT_NAMES) == len(sk.PARENTS) == sk.REST_OFFSETS.shape[0] == 24
+    assert sk.PARENTS[0] == -1 and all(sk.PARENTS[j] < j for j in range(1, 24))
+    assert sk.JOINT_NAMES[sk.PARENTS[sk.JOINT_INDEX["left_wrist"]]] == "left_elbow"
+    # The mirror permutation is an involution that swaps every left/right pair.
+    assert np.array_equal(sk.MIRROR_PERMUTATION[sk.MIRROR_PERMUTATION], np.arange(24))
+    assert sk.JOINT_NAMES[sk.MIRROR_PERMUTATION[sk.JOINT_INDEX["left_knee"]]] == "right_knee"
+
+
+def test_rest_body_proportions_are_human():
+    j = sk.REST_JOINTS
+    assert 0.85 < sk.REST_PELVIS_HEIGHT < 1.05
+    head_above_floor = j[sk.JOINT_INDEX["head"], 1] + sk.REST_PELVIS_HEIGHT
+    assert 1.45 < head_above_floor < 1.75
+    # +x is the body's left.
+    assert j[sk.JOINT_INDEX["left_hand"], 0] > 0.6 > -0.6 > j[sk.JOINT_INDEX["right_hand"], 0]
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_fk_of_zero_pose_gives_rest_joints(kind):
+    rot = np.broadcast_to(np.eye(3), (5, 24, 3, 3)).copy()
+    trans = np.tile([[0.5, 1.0, -2.0]], (5, 1))
+    if kind == "torch":
+        glob, joints = sk.forward_kinematics(torch.from_numpy(rot), torch.from_numpy(trans))
+        glob, joints = glob.numpy(), joints.numpy()
+    else:
+        glob, joints = sk.forward_kinematics(rot, trans)
+    np.testing.assert_allclose(joints, sk.REST_JOINTS[None] + trans[:, None], atol=1e-12)
+    np.testing.assert_allclose(glob, rot, atol=1e-12)
+
+
+def test_bone_lengths_preserved_under_random_rotations():
+    rng = np.random.default_rng(1)
+    poses = random_axis_angle(64 * 24, rng).reshape(64, 24, 3)
+    trans = rng.normal(size=(64, 3))
+    joints = sk.joints_from_axis_angle(poses, trans)
+    child = np.arange(1, 24)
+    lengths = np.linalg.norm(joints[:, child] - joints[:, sk.PARENTS[child]], axis=-1)
+    np.testing.assert_allclose(lengths, np.broadcast_to(np.linalg.norm(sk.REST_OFFSETS[1:], axis=-1), lengths.shape), atol=1e-9)
+    np.testing.assert_allclose(joints[:, 0], trans, atol=1e-12)
+    # ... and the rotations really moved the joints.
+    assert np.abs(joints - (sk.REST_JOINTS[None] + trans[:, None])).max() > 0.3
+
+
+def test_fk_numpy_and_torch_agree_and_keep_dtype():
+    rng = np.random.default_rng(2)
+    rot = sk.axis_angle_to_matrix(random_axis_angle(24 * 3, rng).reshape(3, 24, 3).astype(np.float32))
+    assert rot.dtype == np.float32
+    _, jn = sk.forward_kinematics(rot, np.zeros((3, 3), np.float32))
+    _, jt = sk.forward_kinematics(torch.from_numpy(rot), torch.zeros(3, 3))
+    assert jn.dtype == np.float32 and jt.dtype == torch.float32
+    np.testing.assert_allclose(jn, jt.numpy(), atol=1e-6)
+
+
+def test_axis_angle_matrix_round_trip():
+    aa = random_axis_angle(3000, np.random.default_rng(3))
+    m = sk.axis_angle_to_matrix(aa)
+    assert_rotation(m)
+    back = sk.matrix_to_axis_angle(m)
+    # Near pi, aa and -aa are the same rotation: compare rotations there,
+    # vectors elsewhere.
+    np.testing.assert_allclose(sk.axis_angle_to_matrix(back), m, atol=1e-5)
+    far_from_pi = np.linalg.norm(aa, axis=1) < np.pi - 1e-2
+    np.testing.assert_allclose(back[far_from_pi], aa[far_from_pi], atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(back, axis=1), np.linalg.norm(aa, axis=1), atol=1e-5)
+
+
+def test_matrix_agrees_with_rodrigues_formula():
+    aa = random_axis_angle(200, np.random.default_rng(4))
+    theta = np.linalg.norm(aa, axis=1)
+    k = aa / np.maximum(theta, 1e-300)[:, None]
+    kx = np.zeros((200, 3, 3))
+    kx[:, 0, 1], kx[:, 0, 2], kx[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
+    kx -= np.swapaxes(kx, 1, 2)
+    s, c = np.sin(theta)[:, None, None], np.cos(theta)[:, None, None]
+    expected = np.eye(3) + s * kx + (1 - c) * kx @ kx
+    np.testing.assert_allclose(sk.axis_angle_to_matrix(aa), expected, atol=1e-9)
+
+
+def test_quaternion_round_trips():
+    aa = random_axis_angle(3000, np.random.default_rng(5))
+    q = sk.axis_angle_to_quaternion(aa)
+    np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-12)
+    m = sk.quaternion_to_matrix(q)
+    q2 = sk.matrix_to_quaternion(m)
+    # q and -q are one rotation.
+    err = np.minimum(np.abs(q2 - q).max(axis=1), np.abs(q2 + q).max(axis=1))
+    assert err.max() < 1e-5
+    np.testing.assert_allclose(sk.axis_angle_to_matrix(sk.quaternion_to_axis_angle(q)), m, atol=1e-5)
+
+
+def test_rot6d_round_trip_and_projection():
+    rng = np.random.default_rng(6)
+    m = sk.axis_angle_to_matrix(random_axis_angle(3000, rng))
+    np.testing.assert_allclose(sk.rot6d_to_matrix(sk.matrix_to_rot6d(m)), m, atol=1e-5)
+    # Arbitrary 6-vectors (what a network outputs) become valid rotations.
+    assert_rotation(sk.rot6d_to_matrix(rng.normal(size=(500, 6))))
+
+
+def test_quaternion_multiply_composes_like_matrices():
+    rng = np.random.default_rng(7)
+    a, b = (sk.axis_angle_to_quaternion(random_axis_angle(100, rng)) for _ in range(2))
+    np.testing.assert_allclose(
+        sk.quaternion_to_matrix(sk.quaternion_multiply(a, b)),
+        sk.quaternion_to_matrix(a) @ sk.quaternion_to_matrix(b),
+        atol=1e-9,
+    )
+
+
+def test_float32_round_trip_within_1e5():
+    aa = random_axis_angle(3000, np.random.default_rng(8)).astype(np.float32)
+    m = sk.axis_angle_to_matrix(aa)
+    np.testing.assert_allclose(sk.axis_angle_to_matrix(sk.matrix_to_axis_angle(m)), m, atol=1e-5)
+    np.testing.assert_allclose(sk.rot6d_to_matrix(sk.matrix_to_rot6d(m)), m, atol=1e-5)
+
+
+def test_mirror_is_an_involution_and_mirrors_positions():
+    rng = np.random.default_rng(9)
+    rot = sk.axis_angle_to_matrix(0.5 * random_axis_angle(24 * 4, rng).reshape(4, 24, 3))
+    np.testing.assert_allclose(sk.mirror_rotations(sk.mirror_rotations(rot)), rot, atol=1e-12)
+    trans = np.zeros((4, 3))
+    _, j = sk.forward_kinematics(rot, trans)
+    _, jm = sk.forward_kinematics(sk.mirror_rotations(rot), trans)
+    flipped = j[:, sk.MIRROR_PERMUTATION] * np.array([-1.0, 1.0, 1.0])
+    # Exact up to the asymmetry of the SMPL rest offsets (a few cm at the hands).
+    assert np.abs(jm - flipped).max() < 0.05
