@@ -265,6 +265,99 @@ def quaternion_multiply(a: Array, b: Array) -> Array:
     )
 
 
+_AXES = {"x": 0, "y": 1, "z": 2}
+
+
+def _axis_rotation(angle: torch.Tensor, axis: int) -> torch.Tensor:
+    """(...,) angles in radians -> (..., 3, 3) rotation about one coordinate axis."""
+    c, s = torch.cos(angle), torch.sin(angle)
+    one, zero = torch.ones_like(angle), torch.zeros_like(angle)
+    if axis == 0:
+        rows = [one, zero, zero, zero, c, -s, zero, s, c]
+    elif axis == 1:
+        rows = [c, zero, s, zero, one, zero, -s, zero, c]
+    else:
+        rows = [c, -s, zero, s, c, zero, zero, zero, one]
+    return torch.stack(rows, dim=-1).reshape(angle.shape + (3, 3))
+
+
+@_polymorphic
+def euler_to_matrix(angles: Array, order: str) -> Array:
+    """(..., 3) Euler angles (radians) -> (..., 3, 3) rotation matrix.
+
+    ``order`` names the axes in the order the angles are given, e.g. ``"zxy"``;
+    the rotation is ``R_order[0] @ R_order[1] @ R_order[2]`` (intrinsic
+    rotations, the way BVH ``CHANNELS`` are applied).
+    """
+    axes = [_AXES[a] for a in order.lower()]
+    m = _axis_rotation(angles[..., 0], axes[0])
+    for k in (1, 2):
+        m = m @ _axis_rotation(angles[..., k], axes[k])
+    return m
+
+
+@_polymorphic
+def matrix_to_euler(m: Array, order: str) -> Array:
+    """(..., 3, 3) rotation matrix -> (..., 3) Euler angles (radians), inverse of :func:`euler_to_matrix`.
+
+    Works for the six orders of three distinct axes. The middle angle is in
+    [-pi/2, pi/2]; at gimbal lock the first angle absorbs the free rotation.
+    """
+    i, j, k = (_AXES[a] for a in order.lower())
+    if len({i, j, k}) != 3:
+        raise ValueError(f"Euler order {order!r} must name three distinct axes")
+    # Parity of the permutation (i, j, k) decides the signs of the formulas.
+    sign = 1.0 if (j - i) % 3 == 1 else -1.0
+    mid = torch.asin(torch.clamp(sign * m[..., i, k], -1.0, 1.0))
+    first = torch.atan2(-sign * m[..., j, k], m[..., k, k])
+    last = torch.atan2(-sign * m[..., i, j], m[..., i, i])
+    locked = torch.abs(m[..., i, k]) > 1.0 - 1e-9
+    # At gimbal lock m[j,k], m[k,k], m[i,j], m[i,i] all vanish: put the whole
+    # free rotation in the first angle, read from the block that survives.
+    first_locked = torch.atan2(sign * m[..., k, j], m[..., j, j])
+    first = torch.where(locked, first_locked, first)
+    last = torch.where(locked, torch.zeros_like(last), last)
+    return torch.stack([first, mid, last], dim=-1)
+
+
+@_polymorphic
+def quaternion_slerp(q0: Array, q1: Array, t: Array) -> Array:
+    """Spherical interpolation of (..., 4) unit quaternions at (...,) fractions t in [0, 1].
+
+    Takes the short way round (q and -q are the same rotation) and falls back
+    to normalised linear interpolation where the two are nearly equal.
+    """
+    dot = (q0 * q1).sum(-1, keepdim=True)
+    q1 = torch.where(dot < 0, -q1, q1)
+    dot = torch.abs(dot).clamp(max=1.0)
+    t = t[..., None]
+    theta = torch.acos(dot)
+    sin_theta = torch.sin(theta)
+    near = sin_theta < 1e-6
+    safe = torch.where(near, torch.ones_like(sin_theta), sin_theta)
+    w0 = torch.where(near, 1.0 - t, torch.sin((1.0 - t) * theta) / safe)
+    w1 = torch.where(near, t, torch.sin(t * theta) / safe)
+    q = w0 * q0 + w1 * q1
+    return q / torch.linalg.vector_norm(q, dim=-1, keepdim=True)
+
+
+@_polymorphic
+def heading_yaw(m: Array) -> Array:
+    """(..., 3, 3) body orientation -> (...,) heading: yaw about +y, radians.
+
+    Read from the body's left axis (+x) projected on the floor rather than from
+    its forward axis, because dancers bend forward and back far more than they
+    roll sideways, so the left axis stays well away from vertical.
+    """
+    return torch.atan2(-m[..., 2, 0], m[..., 0, 0])
+
+
+@_polymorphic
+def yaw_to_matrix(yaw: Array) -> Array:
+    """(...,) yaw about +y, radians -> (..., 3, 3) rotation."""
+    return _axis_rotation(yaw, 1)
+
+
 # ---------------------------------------------------------------------------
 # Forward kinematics.
 

@@ -147,3 +147,46 @@ def test_mirror_is_an_involution_and_mirrors_positions():
     flipped = j[:, sk.MIRROR_PERMUTATION] * np.array([-1.0, 1.0, 1.0])
     # Exact up to the asymmetry of the SMPL rest offsets (a few cm at the hands).
     assert np.abs(jm - flipped).max() < 0.05
+
+
+@pytest.mark.parametrize("order", ["xyz", "xzy", "yxz", "yzx", "zxy", "zyx"])
+def test_euler_round_trip_every_order_including_gimbal_lock(order):
+    rng = np.random.default_rng(7)
+    angles = rng.uniform(-np.pi, np.pi, size=(200, 3))
+    angles[:, 1] = rng.uniform(-np.pi / 2, np.pi / 2, size=200)
+    angles[:20, 1] = np.pi / 2  # gimbal lock
+    angles[20:40, 1] = -np.pi / 2
+    m = sk.euler_to_matrix(angles, order)
+    assert_rotation(m)
+    back = sk.euler_to_matrix(sk.matrix_to_euler(m, order), order)
+    np.testing.assert_allclose(back, m, atol=1e-9)
+    # Away from gimbal lock the angles themselves come back.
+    np.testing.assert_allclose(sk.matrix_to_euler(m[40:], order), angles[40:], atol=1e-9)
+
+
+def test_euler_matches_composition_of_axis_rotations():
+    a = np.array([0.3, -0.7, 1.1])
+    rz = sk.axis_angle_to_matrix(np.array([0.0, 0.0, a[0]]))
+    rx = sk.axis_angle_to_matrix(np.array([a[1], 0.0, 0.0]))
+    ry = sk.axis_angle_to_matrix(np.array([0.0, a[2], 0.0]))
+    np.testing.assert_allclose(sk.euler_to_matrix(a, "zxy"), rz @ rx @ ry, atol=1e-12)
+
+
+def test_slerp_is_constant_speed_and_short_way():
+    axis = np.array([0.0, 0.6, 0.8])
+    q0 = sk.axis_angle_to_quaternion(np.zeros(3))
+    q1 = -sk.axis_angle_to_quaternion(axis * 2.0)  # the long-way sign must be ignored
+    t = np.linspace(0, 1, 9)
+    q = sk.quaternion_slerp(np.broadcast_to(q0, (9, 4)), np.broadcast_to(q1, (9, 4)), t)
+    np.testing.assert_allclose(sk.quaternion_to_axis_angle(q), axis * 2.0 * t[:, None], atol=1e-9)
+    same = sk.quaternion_slerp(q0[None], q0[None], np.array([0.3]))
+    np.testing.assert_allclose(same, q0[None], atol=1e-12)
+
+
+def test_heading_yaw_ignores_pitch_and_inverts_yaw_to_matrix():
+    yaw = np.linspace(-3.0, 3.0, 13)
+    pitch = sk.axis_angle_to_matrix(np.array([1.2, 0.0, 0.0]))  # bending forward a lot
+    m = sk.yaw_to_matrix(yaw) @ pitch
+    np.testing.assert_allclose(sk.heading_yaw(m), yaw, atol=1e-9)
+    # Yawing +90 degrees turns the body's forward (+z) to +x.
+    np.testing.assert_allclose(sk.yaw_to_matrix(np.array([np.pi / 2]))[0] @ [0, 0, 1], [1, 0, 0], atol=1e-12)
