@@ -1,0 +1,103 @@
+"""The per-frame feature vector the unit model reads and writes (D = 148).
+
+Layout of one frame (all float32)::
+
+    [0]       root height y, metres
+    [1:3]     root horizontal displacement to the next frame (dx, dz), in the
+              body's heading frame, metres per frame
+    [3]       heading (yaw about +y) change to the next frame, radians per frame
+    [4:148]   24 x 6D local rotations (skeleton.matrix_to_rot6d), the root's
+              with its heading removed
+
+Position and heading on the floor are stored as per-frame *changes* in the
+body's own frame, so a feature sequence means the same dance wherever and
+whichever way the dancer starts; ``features_to_motion`` integrates them back
+from a chosen start. Displacements are per frame of the sequence they are in
+(in a canonical unit, per canonical frame), so tempo lives only in the warp.
+The last frame of a sequence has no next frame: it repeats the previous
+frame's velocity (callers that know the next frame, like the unit cutter,
+compute features on one extra frame and drop it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from livedance import skeleton as sk
+
+FEATURE_DIM = 148
+ROOT_HEIGHT = 0
+ROOT_DXDZ = slice(1, 3)
+ROOT_DYAW = 3
+ROTATIONS = slice(4, 148)
+
+
+def _wrap(angle: np.ndarray) -> np.ndarray:
+    """Angles to [-pi, pi)."""
+    return (angle + np.pi) % (2 * np.pi) - np.pi
+
+
+def motion_to_features(rotations: np.ndarray, trans: np.ndarray) -> np.ndarray:
+    """Motion -> per-frame features.
+
+    Args:
+        rotations: (N, 24, 3, 3) local rotations, N >= 1.
+        trans: (N, 3) pelvis position, metres, y up.
+
+    Returns:
+        (N, 148) float32.
+    """
+    rotations = np.asarray(rotations, dtype=np.float64)
+    trans = np.asarray(trans, dtype=np.float64)
+    n = rotations.shape[0]
+    yaw = sk.heading_yaw(rotations[:, 0])  # (N,)
+    unyaw = sk.yaw_to_matrix(-yaw)  # (N, 3, 3)
+    local = rotations.copy()
+    local[:, 0] = unyaw @ rotations[:, 0]
+
+    feats = np.empty((n, FEATURE_DIM), dtype=np.float64)
+    feats[:, ROOT_HEIGHT] = trans[:, 1]
+    if n > 1:
+        step = np.diff(trans, axis=0)  # (N-1, 3) world displacement to the next frame
+        body_step = (unyaw[:-1] @ step[:, :, None])[:, :, 0]
+        dyaw = _wrap(np.diff(yaw))
+        feats[:-1, ROOT_DXDZ] = body_step[:, [0, 2]]
+        feats[:-1, ROOT_DYAW] = dyaw
+        feats[-1, ROOT_DXDZ] = feats[-2, ROOT_DXDZ]
+        feats[-1, ROOT_DYAW] = feats[-2, ROOT_DYAW]
+    else:
+        feats[:, 1:4] = 0.0
+    feats[:, ROTATIONS] = sk.matrix_to_rot6d(local).reshape(n, -1)
+    return feats.astype(np.float32)
+
+
+def features_to_motion(
+    feats: np.ndarray, start_trans: np.ndarray, start_yaw: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame features -> motion, by integrating the root velocities.
+
+    Args:
+        feats: (N, 148) features (any float dtype; 6D parts need not be orthonormal).
+        start_trans: (3,) pelvis position of the first frame; its y is ignored
+            (height comes from the features).
+        start_yaw: heading of the first frame, radians.
+
+    Returns:
+        ``(rotations, trans)``: (N, 24, 3, 3) and (N, 3), float64.
+    """
+    feats = np.asarray(feats, dtype=np.float64)
+    n = feats.shape[0]
+    rotations = sk.rot6d_to_matrix(feats[:, ROTATIONS].reshape(n, sk.NUM_JOINTS, 6))
+    # Heading of frame i = start + sum of the changes of frames before it.
+    yaw = start_yaw + np.concatenate([[0.0], np.cumsum(feats[:-1, ROOT_DYAW])])
+    heading = sk.yaw_to_matrix(yaw)  # (N, 3, 3)
+    rotations[:, 0] = heading @ rotations[:, 0]
+
+    body_step = np.zeros((n, 3))
+    body_step[:, [0, 2]] = feats[:, ROOT_DXDZ]
+    world_step = (heading @ body_step[:, :, None])[:, :, 0]
+    trans = np.empty((n, 3))
+    trans[0] = np.asarray(start_trans, dtype=np.float64)
+    trans[1:] = trans[0] + np.cumsum(world_step[:-1], axis=0)
+    trans[:, 1] = feats[:, ROOT_HEIGHT]
+    return rotations, trans
