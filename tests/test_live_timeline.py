@@ -60,7 +60,7 @@ def test_seams_are_continuous_in_value_and_velocity():
     assert 0.15 < steps[seam] <= 0.25
     # Inside the seam window the correction stays gentle (pop spread over 8 frames).
     assert np.abs(steps).max() < 0.25 + 1.5 * 4 / 8 / 4 + 0.25
-    assert np.abs(np.diff(steps)).max() < 0.1
+    assert np.abs(np.diff(steps)).max() < 0.15  # a velocity flip of 2/frame spread over 8 frames
     # After the seam window, the new unit plays as generated.
     np.testing.assert_allclose(tl.sample(2.0 + 12 / FRAMES_PER_BEAT)[0, 0], 36.0 - 12, atol=1e-4)
 
