@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     _add_command(sub, "config", "livedance.cli:run_config", "print the effective settings as TOML")
+    _add_command(sub, "devices", "livedance.audio.devices:run", "list audio input and output devices")
     return parser
 
 

@@ -34,6 +34,8 @@ class AudioSettings:
     block: int = 512  # device callback size, frames at the device rate
     ring_seconds: float = 10.0  # ring buffer length
     channels: int | None = None  # capture channels; None = device default, mixed down
+    retry_seconds: float = 1.0  # how often to retry a lost input device
+    stall_seconds: float = 2.0  # no callback for this long = the device is lost
 
 
 @dataclass
@@ -85,6 +87,9 @@ class OscSettings:
     units: str = "m"  # "m" or "cm"
     allow: list[str] = field(default_factory=list)  # control sender IPs; empty = any
     secret: str | None = None  # shared secret required on control messages
+    timetags: bool = True  # bundle timetag = presentation time; false = "immediately"
+    max_datagram: int = 1400  # bytes per UDP datagram (LAN MTU 1500, unfragmented)
+    vmc_dancers: int = 1  # dancers sent over VMC; dancer k goes to the VMC port + k
 
 
 @dataclass

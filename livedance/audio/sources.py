@@ -1,0 +1,331 @@
+"""Audio sources: a live input device and a (paced) file.
+
+Both deliver mono float32 at ``AudioSettings.sample_rate`` through
+``read(max_samples)``, conditioned (NaN/inf zeroed, resampled, DC removed) on
+the reading thread. The device callback only mixes down into a preallocated
+scratch buffer and copies into the ring.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from livedance.audio.condition import MAX_RATE, MIN_RATE, Conditioner, mix_down
+from livedance.audio.devices import _sd, find_device
+from livedance.audio.ring import RingBuffer
+from livedance.config import AudioSettings
+from livedance.errors import UserError
+
+log = logging.getLogger(__name__)
+
+_MAX_BLOCK = 16384  # largest device block the callback's scratch buffer takes
+
+
+class _Source:
+    """Shared plumbing: ring -> conditioner -> caller."""
+
+    sample_rate: int
+
+    def __enter__(self) -> "_Source":
+        self.start()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def start(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def read(self, max_samples: int, timeout: float = 0.0) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+
+class DeviceSource(_Source):
+    """Live capture from an input device, surviving the device going away.
+
+    ``overruns`` counts blocks lost (ring full or PortAudio input overflow);
+    ``device_lost`` is True while the device is gone; ``lost_count`` counts
+    losses and ``read`` keeps retrying every ``settings.retry_seconds``.
+    """
+
+    def __init__(self, settings: AudioSettings) -> None:
+        self.settings = settings
+        self.sample_rate = settings.sample_rate
+        self.device = find_device(settings.device, "input")
+        self.channels = settings.channels or min(2, self.device.inputs)
+        if self.channels > self.device.inputs:
+            raise UserError(
+                f"audio.channels = {self.channels} but device '{self.device.name}' has only "
+                f"{self.device.inputs} input channels (lower audio.channels or leave it unset)"
+            )
+        self.device_rate = self.device.default_rate
+        if not MIN_RATE <= self.device_rate <= MAX_RATE:
+            self.device_rate = float(settings.sample_rate)
+        self._ring = RingBuffer(max(int(settings.ring_seconds * self.device_rate), 4 * _MAX_BLOCK))
+        self._mix = np.zeros(_MAX_BLOCK, dtype=np.float32)
+        self._inv_ch = np.float32(1.0 / self.channels)
+        self._raw = np.zeros(self._ring.capacity, dtype=np.float32)
+        self._stream: Any = None
+        self._conditioner = Conditioner(self.device_rate, self.sample_rate)
+        self._xruns = 0
+        self._callbacks = 0
+        self._stream_ended = False
+        self._last_progress = time.monotonic()
+        self._seen_callbacks = 0
+        self._next_retry = 0.0
+        self.device_lost = False
+        self.lost_count = 0
+        self.samples_read = 0  # analysis-rate samples delivered
+
+    @property
+    def overruns(self) -> int:
+        return self._ring.overruns + self._xruns
+
+    @property
+    def time(self) -> float:
+        """Audio clock: seconds of analysis-rate audio delivered so far."""
+        return self.samples_read / self.sample_rate
+
+    # Runs on PortAudio's thread: copy only. No allocation (beyond views), no
+    # locks, no logging.
+    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        if status.input_overflow:
+            self._xruns += 1
+        if frames > _MAX_BLOCK:
+            self._xruns += 1
+            return
+        if self.channels == 1:
+            self._ring.write(indata[:, 0])
+        else:
+            mix = self._mix[:frames]
+            np.sum(indata, axis=1, out=mix)
+            mix *= self._inv_ch
+            self._ring.write(mix)
+        self._callbacks += 1
+
+    def _finished(self) -> None:
+        self._stream_ended = True
+
+    def start(self) -> None:
+        self._open(first=True)
+
+    def _open(self, first: bool = False) -> bool:
+        sd = _sd()
+        try:
+            if not first:
+                # A device that came back may have a new index; PortAudio only
+                # rescans on re-initialisation.
+                sd._terminate()
+                sd._initialize()
+                self.device = find_device(self.settings.device, "input")
+            stream = sd.InputStream(
+                device=self.device.index,
+                channels=self.channels,
+                samplerate=self.device_rate,
+                blocksize=self.settings.block,
+                dtype="float32",
+                callback=self._callback,
+                finished_callback=self._finished,
+            )
+            self._stream_ended = False
+            stream.start()
+        except (sd.PortAudioError, UserError, ValueError) as exc:
+            if first:
+                raise UserError(f"cannot open audio input '{self.device.name}': {exc} (see `livedance devices`)") from None
+            log.debug("audio input still unavailable: %s", exc)
+            return False
+        self._stream = stream
+        self._last_progress = time.monotonic()
+        self._seen_callbacks = self._callbacks
+        if not first:
+            log.warning("audio input '%s' is back", self.device.name)
+        self.device_lost = False
+        return True
+
+    def _lose(self, why: str) -> None:
+        self.device_lost = True
+        self.lost_count += 1
+        log.warning("audio input '%s' lost (%s); retrying every %.1f s", self.device.name, why, self.settings.retry_seconds)
+        self._close_stream()
+        self._next_retry = time.monotonic() + self.settings.retry_seconds
+
+    def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.abort()
+                stream.close()
+            except Exception as exc:  # noqa: BLE001 - a dead device may fail to close; we drop it anyway
+                log.debug("closing lost stream: %s", exc)
+
+    def _watchdog(self) -> None:
+        now = time.monotonic()
+        if self._callbacks != self._seen_callbacks:
+            self._seen_callbacks = self._callbacks
+            self._last_progress = now
+            return
+        if self._stream_ended or (self._stream is not None and not self._stream.active):
+            self._lose("stream stopped")
+        elif now - self._last_progress > self.settings.stall_seconds:
+            self._lose(f"no audio for {self.settings.stall_seconds:.1f} s")
+
+    def read(self, max_samples: int, timeout: float = 0.0) -> np.ndarray:
+        """Up to about ``max_samples`` new analysis-rate samples (maybe none)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.device_lost:
+                if time.monotonic() >= self._next_retry:
+                    self._next_retry = time.monotonic() + self.settings.retry_seconds
+                    self._open()
+            else:
+                self._watchdog()
+            if self._ring.available or time.monotonic() >= deadline:
+                break
+            time.sleep(0.002)
+        want = int(np.ceil(max_samples * self.device_rate / self.sample_rate))
+        n = self._ring.read_new(self._raw[: max(1, min(want, self._raw.shape[0]))])
+        out = self._conditioner(self._raw[:n]) if n else np.zeros(0, np.float32)
+        self.samples_read += out.shape[0]
+        return out
+
+    def discard_backlog(self, keep_seconds: float = 0.0) -> int:
+        """Drop buffered audio older than ``keep_seconds`` (after a stall)."""
+        return self._ring.discard_old(int(keep_seconds * self.device_rate))
+
+    def close(self) -> None:
+        self._close_stream()
+
+
+def load_audio(path: str | Path) -> tuple[np.ndarray, float]:
+    """Decode a file to (frames, channels) float32 and its rate; UserError if unusable."""
+    import soundfile as sf
+
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"audio file {p} not found (check the path)")
+    if not p.is_file():
+        raise UserError(f"{p} is not a file (give an audio file: wav, flac, ogg or mp3)")
+    try:
+        data, rate = sf.read(str(p), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        try:  # mp3/m4a on older libsndfile: audioread backends via librosa
+            import librosa
+
+            y, rate = librosa.load(str(p), sr=None, mono=False)
+            data = np.atleast_2d(y).T.astype(np.float32)
+        except Exception:  # noqa: BLE001 - any decoder failure is the same user problem
+            raise UserError(f"cannot read audio file {p}: {exc} (use wav, flac, ogg or mp3)") from None
+    if data.shape[0] == 0:
+        raise UserError(f"audio file {p} is empty (no samples)")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise UserError(f"audio file {p} has sample rate {rate} Hz; use {MIN_RATE}-{MAX_RATE} Hz")
+    return data, float(rate)
+
+
+class FileSource(_Source):
+    """A file read as fast as asked (``realtime=False``) or paced like a live input.
+
+    With ``play=True`` the file also plays on the default output device, and
+    that device's clock paces delivery, so the analysis stays in step with
+    what is heard.
+    """
+
+    def __init__(self, path: str | Path, settings: AudioSettings, realtime: bool = True, play: bool = False) -> None:
+        self.path = Path(path)
+        self.settings = settings
+        self.sample_rate = settings.sample_rate
+        self.realtime = realtime or play
+        self.play = play
+        self.native, self.file_rate = load_audio(self.path)
+        conditioner = Conditioner(self.file_rate, self.sample_rate)
+        self.samples = conditioner(mix_down(self.native), last=True)
+        self.bad_samples = conditioner.bad_samples
+        if self.bad_samples:
+            log.warning("%s: %d NaN/inf samples replaced by silence", self.path, self.bad_samples)
+        if not np.any(self.samples):
+            log.warning("%s is digital silence: nothing to dance to", self.path)
+        self.duration = self.samples.shape[0] / self.sample_rate
+        self._pos = 0  # analysis samples delivered
+        self._played = 0  # native frames handed to the output device
+        self._t0: float | None = None
+        self._out: Any = None
+        self.overruns = 0
+        self.device_lost = False
+
+    @property
+    def finished(self) -> bool:
+        return self._pos >= self.samples.shape[0]
+
+    @property
+    def time(self) -> float:
+        return self._pos / self.sample_rate
+
+    def _out_callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        start = self._played
+        n = max(0, min(frames, self.native.shape[0] - start))
+        ch = outdata.shape[1]
+        outdata[:n] = self.native[start : start + n, :ch] if self.native.shape[1] >= ch else self.native[start : start + n, :1]
+        outdata[n:] = 0.0
+        self._played = start + frames
+        if status.output_underflow:
+            self.overruns += 1
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+        if self.play:
+            sd = _sd()
+            dev = find_device(None, "output")
+            try:
+                self._out = sd.OutputStream(
+                    device=dev.index,
+                    samplerate=self.file_rate,
+                    channels=min(self.native.shape[1], dev.outputs),
+                    dtype="float32",
+                    callback=self._out_callback,
+                )
+                self._out.start()
+            except sd.PortAudioError as exc:
+                raise UserError(f"cannot play to '{dev.name}': {exc} (drop --play or pick another output)") from None
+
+    def _available_end(self) -> int:
+        total = self.samples.shape[0]
+        if not self.realtime:
+            return total
+        if self._out is not None:
+            return min(total, int(self._played * self.sample_rate / self.file_rate))
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        return min(total, int((time.monotonic() - self._t0) * self.sample_rate))
+
+    def read(self, max_samples: int, timeout: float = 0.0) -> np.ndarray:
+        deadline = time.monotonic() + timeout
+        end = self._available_end()
+        while end <= self._pos and not self.finished and time.monotonic() < deadline:
+            time.sleep(0.002)
+            end = self._available_end()
+        end = min(end, self._pos + max_samples)
+        out = self.samples[self._pos : end]
+        self._pos = max(self._pos, end)
+        return out
+
+    def close(self) -> None:
+        out, self._out = self._out, None
+        if out is not None:
+            out.abort()
+            out.close()
+
+
+def open_source(settings: AudioSettings, path: str | None = None, realtime: bool = True, play: bool = False) -> _Source:
+    """The file source if ``path`` is given, else the live device."""
+    return FileSource(path, settings, realtime=realtime, play=play) if path else DeviceSource(settings)
+
+
