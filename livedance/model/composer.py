@@ -1,0 +1,106 @@
+"""The composer: the paper's MDSN ("music-to-dance synthesis"), made causal.
+
+An LSTM runs once per dance unit. At unit k it reads
+
+* the previous unit's movement code ``z_move[k-1]`` (zeros at the start),
+* the initial-pose code of the pose unit k must start from (the end of unit
+  k-1): this is the initial-pose continuity of the paper's decomposition,
+* the music context of unit k (standardised log tempo, energy, busyness)
+  and a style embedding (one extra row for "any style"),
+
+and outputs a Gaussian over ``z_move[k]``. Sampling it with a temperature
+gives the next movement; the unit decoder turns it into poses. Nothing in
+it looks ahead: the live engine feeds the context of the beats heard so far.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from livedance.model.context import ANY_STYLE, CONTEXT_DIM
+from livedance.model.layers import Gaussian, GaussianHead
+
+LSTMState = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, B, H)
+
+
+@dataclass
+class ComposerConfig:
+    """Sizes of the composer."""
+
+    move_dim: int = 32
+    init_dim: int = 16
+    n_styles: int = 4
+    style_dim: int = 8
+    hidden: int = 192
+    layers: int = 2
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> "ComposerConfig":
+        return cls(**d)  # type: ignore[arg-type]
+
+    @property
+    def cond_dim(self) -> int:
+        """Width of the (context, style embedding) conditioning vector."""
+        return CONTEXT_DIM + self.style_dim
+
+
+@dataclass
+class ComposerLossWeights:
+    """Weights of the composer's loss terms."""
+
+    nll: float = 1.0
+    adversarial: float = 0.05
+    regression: float = 0.5  # energy/busyness of what was sampled vs what was asked
+    style: float = 0.1
+    style_dropout: float = 0.2  # fraction of training steps told "any style"
+    context_noise: float = 0.1  # live descriptors are noisy; so are these, in training
+
+
+class Composer(nn.Module):
+    """Causal LSTM over units -> Gaussian over the next movement code."""
+
+    def __init__(self, cfg: ComposerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.style = nn.Embedding(cfg.n_styles + 1, cfg.style_dim)  # last row: any style
+        in_dim = cfg.move_dim + cfg.init_dim + cfg.cond_dim
+        self.inp = nn.Sequential(nn.Linear(in_dim, cfg.hidden), nn.LeakyReLU(0.2))
+        self.lstm = nn.LSTM(cfg.hidden, cfg.hidden, num_layers=cfg.layers, batch_first=True)
+        self.head = GaussianHead(cfg.hidden + cfg.cond_dim, cfg.move_dim)
+
+    def condition(self, context: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """(..., 3) standardised context, (...,) style ids (ANY_STYLE allowed) -> (..., cond_dim)."""
+        idx = torch.where(style == ANY_STYLE, torch.full_like(style, self.cfg.n_styles), style)
+        return torch.cat([context, self.style(idx)], dim=-1)
+
+    def forward(
+        self,
+        prev_move: torch.Tensor,
+        init_code: torch.Tensor,
+        context: torch.Tensor,
+        style: torch.Tensor,
+        state: LSTMState | None = None,
+    ) -> tuple[Gaussian, LSTMState]:
+        """One or more steps.
+
+        Args:
+            prev_move: (B, K, Zm) movement code of the unit before each step.
+            init_code: (B, K, Zi) initial-pose code each unit starts from.
+            context: (B, K, 3) standardised music context of each unit.
+            style: (B, K) style ids.
+            state: LSTM state carried from the previous call, or None.
+
+        Returns:
+            (Gaussian over z_move (B, K, Zm), new LSTM state).
+        """
+        cond = self.condition(context, style)
+        h, new_state = self.lstm(self.inp(torch.cat([prev_move, init_code, cond], dim=-1)), state)
+        # The context also skips the LSTM, so a sudden change in the music
+        # reaches the very next unit instead of leaking in through the memory.
+        return self.head(torch.cat([h, cond], dim=-1)), new_state

@@ -1,0 +1,161 @@
+"""The model the live engine runs: unit VAE + composer + normalisation stats.
+
+Usage (what the engine does, once per unit, ahead of time)::
+
+    model = load_checkpoint()                     # livedance.model.checkpoint
+    state = model.new_state(batch=2, seed=7)      # two dancers
+    ctx = model.descriptors.context_from_levels(tempo_bpm=124, energy_level=0.8, busyness_level=0.5)
+    feats, state = model.next_unit(state, ctx, temperature=1.0)   # (2, 32, 148) float32
+
+``feats`` are denormalised per-frame features in the contract representation
+(``livedance.motion.representation``), continuing from the previous unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from torch import nn
+
+from livedance.errors import UserError
+from livedance.model.composer import Composer, LSTMState
+from livedance.model.context import ANY_STYLE, DescriptorStats, MusicContext
+from livedance.model.vae import UnitVAE
+
+#: Frames over which a unit's start is eased onto the previous unit's end.
+SEAM_FRAMES = 8
+
+
+@dataclass(frozen=True)
+class ComposerState:
+    """Everything a dancer carries from one unit to the next (immutable; ``next_unit`` returns a new one).
+
+    Tensors are normalised model-space features/codes, batch-first.
+    """
+
+    lstm: LSTMState | None  # composer memory, (layers, B, H) x 2
+    prev_move: torch.Tensor  # (B, Zm) movement code of the previous unit (zeros at the start)
+    last_frames: torch.Tensor  # (B, 2, D) the previous unit's last two frames
+    rng: torch.Tensor  # torch.Generator state: sampling is reproducible per seed
+    units: int  # units generated so far
+
+    @property
+    def batch(self) -> int:
+        return int(self.prev_move.shape[0])
+
+
+@dataclass
+class NormStats:
+    """Per-feature mean/std of the training data (the model works in normalised space)."""
+
+    mean: np.ndarray  # (D,)
+    std: np.ndarray  # (D,)
+
+    #: Features that never move in the data (e.g. retargeted hands) get this
+    #: std floor, so they stay put instead of amplifying noise.
+    MIN_STD = 1e-2
+
+    @classmethod
+    def fit(cls, units: np.ndarray) -> "NormStats":
+        flat = units.reshape(-1, units.shape[-1]).astype(np.float64)
+        return cls(flat.mean(0).astype(np.float32), np.maximum(flat.std(0), cls.MIN_STD).astype(np.float32))
+
+
+class DanceModel(nn.Module):
+    """Unit VAE + composer + the statistics needed to speak the contract representation."""
+
+    def __init__(
+        self,
+        vae: UnitVAE,
+        composer: Composer,
+        norm: NormStats,
+        descriptors: DescriptorStats,
+        start_poses: np.ndarray,
+        style_names: list[str],
+    ) -> None:
+        super().__init__()
+        self.vae = vae
+        self.composer = composer
+        self.descriptors = descriptors
+        self.style_names = list(style_names)
+        self.register_buffer("feat_mean", torch.as_tensor(norm.mean, dtype=torch.float32))
+        self.register_buffer("feat_std", torch.as_tensor(norm.std, dtype=torch.float32))
+        # (S, 2, D) normalised pairs of consecutive real frames a dance may start from.
+        self.register_buffer("start_poses", torch.as_tensor(start_poses, dtype=torch.float32))
+        seam = torch.zeros(vae.cfg.unit_frames)
+        n = min(SEAM_FRAMES, vae.cfg.unit_frames)
+        seam[:n] = 0.5 * (1 + torch.cos(torch.linspace(0, torch.pi, n + 1)[:n]))
+        self.register_buffer("seam_weight", seam, persistent=False)
+        self.eval()
+
+    @property
+    def unit_frames(self) -> int:
+        return self.vae.cfg.unit_frames
+
+    @property
+    def feature_dim(self) -> int:
+        return self.vae.cfg.feature_dim
+
+    def normalise(self, feats: torch.Tensor) -> torch.Tensor:
+        return (feats - self.feat_mean) / self.feat_std
+
+    def denormalise(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.feat_std + self.feat_mean
+
+    def new_state(self, batch: int, seed: int) -> ComposerState:
+        """A fresh dancer state per batch element, starting from real poses picked by ``seed``."""
+        gen = torch.Generator().manual_seed(int(seed))
+        idx = torch.randint(0, self.start_poses.shape[0], (batch,), generator=gen)
+        return ComposerState(
+            lstm=None,
+            prev_move=torch.zeros(batch, self.composer.cfg.move_dim),
+            last_frames=self.start_poses[idx].clone(),
+            rng=gen.get_state(),
+            units=0,
+        )
+
+    def _check_style(self, style: np.ndarray) -> None:
+        bad = (style != ANY_STYLE) & ((style < 0) | (style >= len(self.style_names)))
+        if bad.any():
+            raise UserError(
+                f"style {int(style[bad][0])} is unknown to this checkpoint "
+                f"(use {ANY_STYLE} for any, or 0..{len(self.style_names) - 1}: {', '.join(self.style_names)})"
+            )
+
+    @torch.inference_mode()
+    def next_unit(
+        self, state: ComposerState, context: MusicContext, temperature: float = 1.0
+    ) -> tuple[np.ndarray, ComposerState]:
+        """Compose, decode and denormalise the next unit of every dancer.
+
+        Returns:
+            ``(features (B, T, D) float32, new state)``; ``state`` is not modified.
+        """
+        b = state.batch
+        values, style = context.batched(b)
+        self._check_style(style)
+        ctx = self.descriptors.standardise(values)  # (B, 3)
+        style_t = torch.from_numpy(style)
+        last, before = state.last_frames[:, 1], state.last_frames[:, 0]
+        z_init = self.vae.init_encoder(last).mu  # the unit starts where the last one ended
+        q, lstm = self.composer(state.prev_move[:, None], z_init[:, None], ctx[:, None], style_t[:, None], state.lstm)
+        gen = torch.Generator()
+        gen.set_state(state.rng)
+        z_move = q.sample(gen, float(temperature))[:, 0]
+        x = self.vae.decode(z_init, z_move)  # (B, T, D)
+        x = self._ease_seam(x, last + (last - before))
+        new_state = replace(
+            state, lstm=lstm, prev_move=z_move, last_frames=x[:, -2:].clone(), rng=gen.get_state(), units=state.units + 1
+        )
+        return self.denormalise(x).numpy().astype(np.float32, copy=False), new_state
+
+    def _ease_seam(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Shift the first frames' *pose* so frame 0 lands on ``target`` (B, D), fading out over SEAM_FRAMES.
+
+        The initial-pose code is a lossy summary of the previous end pose; the
+        residual would show as a pop at every seam. Velocities are left alone.
+        """
+        offset = (target - x[:, 0]) * self.vae.pose_mask  # (B, D)
+        return x + self.seam_weight[None, :, None] * offset[:, None, :]
