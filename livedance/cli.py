@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     _add_command(sub, "config", "livedance.cli:run_config", "print the effective settings as TOML")
+    from livedance.live import commands as live_commands  # light: argparse set-up only
+
+    live_commands.add_arguments(sub, _add_command)
     _add_command(sub, "devices", "livedance.audio.devices:run", "list audio input and output devices")
     return parser
 

@@ -1,0 +1,242 @@
+"""``livedance perform``, ``livedance dance`` and ``livedance demo``: command-line
+glue that builds the engine, its audio source and its sinks from settings."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from livedance.config import Settings
+from livedance.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DEMO_CLIP = Path(__file__).resolve().parents[1] / "assets" / "demo.ogg"
+
+
+def apply_engine_args(args: argparse.Namespace, settings: Settings) -> None:
+    """Fold the engine flags shared by perform and dance into the settings."""
+    es = settings.engine
+    for flag, field in (("seed", "seed"), ("dancers", "dancers"), ("checkpoint", "checkpoint")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            setattr(es, field, value)
+    if getattr(args, "latency", None) is not None:
+        es.latency_ms = float(args.latency)
+    if es.dancers < 1 or es.dancers > 16:
+        raise UserError(f"--dancers {es.dancers} is out of range (use 1 to 16)")
+
+
+def build_engine(settings: Settings, controls: Any = None) -> Any:
+    """Load the model and warm up everything slow, so the first beat is on time."""
+    import torch
+
+    from livedance.live.engine import Engine
+    from livedance.model.checkpoint import load_checkpoint
+    from livedance.music.features import warm_up
+
+    # One thread: the model is small, and a second core is better spent on
+    # audio and rendering than on intra-op parallelism (it also keeps
+    # results bit-identical run to run).
+    torch.set_num_threads(1)
+    warm_up()
+    model = load_checkpoint(settings.engine.checkpoint)
+    engine = Engine(settings, model, controls)
+    engine.plan()  # first unit now: torch's first call is slow
+    return engine
+
+
+def _write_video(frames: list[Any], out: str, audio: str, fps: float, settings: Settings) -> None:
+    from livedance.outputs.video import render_frames
+
+    render_frames(frames, out, audio, fps, (settings.viewer.width, settings.viewer.height), progress=True)
+
+
+def run_dance(args: argparse.Namespace, settings: Settings) -> int:
+    """Offline: the causal engine over a whole song, faster than real time."""
+    from tqdm import tqdm
+
+    from livedance.audio.sources import FileSource
+    from livedance.live.run import frames_offline
+    from livedance.outputs.recorder import Recorder
+
+    apply_engine_args(args, settings)
+    recorder = Recorder(args.output, settings.engine.fps)
+    if args.video and not str(args.video).lower().endswith((".mp4", ".mkv", ".mov")):
+        raise UserError(f"--video {args.video}: use an .mp4 (or .mkv/.mov) file name")
+    source = FileSource(args.song, settings.audio, realtime=False)
+    engine = build_engine(settings)
+    fps = settings.engine.fps
+    frames = []
+    total = int(source.duration * fps)
+    for frame in tqdm(
+        frames_offline(engine, source.samples, settings.audio.sample_rate, fps),
+        total=total, unit="frame", desc="dancing", disable=None,
+    ):
+        recorder.send(frame)
+        if args.video:
+            frames.append(frame)
+    recorder.close()
+    print(f"wrote {recorder.frames} frames ({recorder.frames / fps:.1f} s, {engine.stats.beats} beats) to {args.output}")
+    if args.video:
+        _write_video(frames, args.video, args.song, fps, settings)
+        print(f"wrote {args.video}")
+    return 0
+
+
+def _has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _sinks(args: argparse.Namespace, settings: Settings) -> list[Any]:
+    sinks: list[Any] = []
+    if args.osc:
+        from livedance.outputs.osc import OscSender
+
+        sinks.append(OscSender.from_settings(settings.osc, args.osc))
+    if args.vmc:
+        from livedance.outputs.vmc import VmcSender
+
+        sinks.append(VmcSender.from_settings(settings.osc, args.vmc))
+    if args.record:
+        from livedance.outputs.recorder import Recorder
+
+        sinks.append(Recorder(args.record, settings.engine.fps))
+    if args.video:
+        from livedance.outputs.video import VideoWriter
+
+        audio = args.input if args.input else None
+        sinks.append(VideoWriter(args.video, settings.viewer.width, settings.viewer.height, settings.engine.fps, audio))
+    return sinks
+
+
+def run_perform(args: argparse.Namespace, settings: Settings) -> int:
+    """Live: dance to a device or a file paced in real time, until stopped."""
+    from livedance.audio.sources import open_source
+    from livedance.live.controls import Controls
+    from livedance.live.run import LiveRunner, wait_with_status
+
+    apply_engine_args(args, settings)
+    if args.device is not None:
+        settings.audio.device = args.device
+    if args.kiosk:
+        args.window = True
+    window = args.window if args.window is not None else _has_display()
+    if window and not _has_display():
+        raise UserError("--window needs a display (set DISPLAY, run under X/Wayland, or use --no-window / --video)")
+    controls = Controls.from_settings(settings)
+    with ExitStack() as stack:
+        source = open_source(settings.audio, args.input, realtime=True, play=args.play)
+        sinks = _sinks(args, settings)
+        if args.control:
+            from livedance.live.osc_control import ControlServer
+
+            server = ControlServer.from_settings(settings.osc, controls, args.control)
+            stack.callback(server.close)
+            server.start()
+        engine = build_engine(settings, controls)
+        viewer = None
+        if window:
+            from livedance.outputs.viewer import Viewer
+
+            settings.viewer.fullscreen = settings.viewer.fullscreen or args.fullscreen
+            viewer = Viewer(settings.viewer, controls=controls, kiosk=args.kiosk)
+            sinks.append(viewer)
+        runner = LiveRunner(engine, source, sinks, settings.engine.fps, settings.engine.latency_ms / 1000.0)
+        start = time.monotonic()
+
+        def done() -> bool:
+            return args.seconds is not None and time.monotonic() - start >= args.seconds
+
+        # SIGTERM (systemd, kill) stops like Ctrl-C: recordings get finalised.
+        previous = signal.signal(signal.SIGTERM, lambda *_: runner.stopped.set())
+        runner.start()
+        try:
+            if viewer is not None:
+                viewer.run(until=lambda: done() or runner.stopped.is_set())
+            else:
+                wait_with_status(runner, done)
+        except KeyboardInterrupt:
+            log.info("interrupted")
+        finally:
+            runner.stop()
+            signal.signal(signal.SIGTERM, previous)
+        st = runner.stats
+        print(
+            f"performed {st.frames} frames, dropped {st.dropped}, "
+            f"{engine.stats.units} units, {engine.stats.beats} beats"
+        )
+    return 0
+
+
+def run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """The bundled clip: in a window with sound when there is a display,
+    else rendered to out/demo.mp4 (+ motion) while streaming OSC."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    clip = str(DEMO_CLIP)
+    if _has_display():
+        ns = argparse.Namespace(
+            input=clip, device=None, play=True, seconds=None, osc=args.osc, vmc=None, control=None,
+            window=True, fullscreen=False, kiosk=False, record=None, video=None,
+            checkpoint=None, seed=None, dancers=None, latency=None,
+        )
+        return run_perform(ns, settings)
+    print(f"no display: dancing to {DEMO_CLIP.name} in real time, streaming OSC to {args.osc} ...")
+    ns = argparse.Namespace(
+        input=clip, device=None, play=False, seconds=None, osc=args.osc, vmc=None, control=None,
+        window=False, fullscreen=False, kiosk=False, record=str(out / "demo.npz"), video=None,
+        checkpoint=None, seed=None, dancers=None, latency=None,
+    )
+    run_perform(ns, settings)
+    dance_ns = argparse.Namespace(
+        song=clip, output=str(out / "demo.bvh"), video=str(out / "demo.mp4"),
+        checkpoint=None, seed=None, dancers=None, latency=None,
+    )
+    run_dance(dance_ns, settings)
+    print(f"demo done: watch {out / 'demo.mp4'}")
+    return 0
+
+
+def add_arguments(sub: Any, add_command: Any) -> None:
+    """Register perform, dance and demo on the CLI's subparsers."""
+    p = add_command(sub, "perform", "livedance.live.commands:run_perform", "dance live to a device or a file")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--input", metavar="FILE", help="audio file paced in real time (default: live input device)")
+    src.add_argument("--device", metavar="NAME_OR_INDEX", help="input device (see `livedance devices`)")
+    p.add_argument("--play", action="store_true", help="play --input on the default output device")
+    p.add_argument("--seconds", type=float, help="stop after this many seconds")
+    p.add_argument("--osc", metavar="HOST:PORT", nargs="?", const="127.0.0.1:9000", help="send the livedance OSC scheme")
+    p.add_argument("--vmc", metavar="HOST:PORT", nargs="?", const="127.0.0.1:39539", help="send VMC protocol")
+    p.add_argument("--control", metavar="HOST:PORT", nargs="?", const="127.0.0.1:9001", help="listen for OSC control")
+    win = p.add_mutually_exclusive_group()
+    win.add_argument("--window", dest="window", action="store_true", default=None, help="open the viewer window")
+    win.add_argument("--no-window", dest="window", action="store_false", help="no window (default without a display)")
+    p.add_argument("--fullscreen", action="store_true", help="start the window fullscreen")
+    p.add_argument("--kiosk", action="store_true", help="unattended: fullscreen, no HUD, self-healing")
+    p.add_argument("--record", metavar="OUT", help="record motion to .npz, .bvh or .pkl")
+    p.add_argument("--video", metavar="OUT.mp4", help="render video while performing")
+    _engine_flags(p)
+
+    d = add_command(sub, "dance", "livedance.live.commands:run_dance", "dance to a song file, faster than real time")
+    d.add_argument("song", help="audio file (wav, flac, ogg, mp3)")
+    d.add_argument("-o", "--output", required=True, metavar="OUT", help="motion file: .npz, .bvh or .pkl")
+    d.add_argument("--video", metavar="OUT.mp4", help="also render a video with the music")
+    _engine_flags(d)
+
+    m = add_command(sub, "demo", "livedance.live.commands:run_demo", "dance to the bundled clip (window, or video without a display)")
+    m.add_argument("--out", default="out", help="folder for the headless demo's files (default: out)")
+    m.add_argument("--osc", default="127.0.0.1:9000", metavar="HOST:PORT", help="where the demo streams OSC")
+
+
+def _engine_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", metavar="PATH", help="model checkpoint (default: the shipped one)")
+    p.add_argument("--seed", type=int, help="random seed (same seed, same dance)")
+    p.add_argument("--dancers", type=int, help="number of dancers")
+    p.add_argument("--latency", type=float, metavar="MS", help="output latency to compensate, milliseconds")

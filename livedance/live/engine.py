@@ -1,0 +1,270 @@
+"""The engine: music in, beat-locked frames out.
+
+Three entry points, one per clock of DESIGN.md, so the same object runs live
+(each on its own thread) and offline (called in turn, deterministically):
+
+* :meth:`Engine.hear` - analysis clock: audio samples -> features -> beat
+  tracker -> listener (loudness, busyness, silence).
+* :meth:`Engine.plan` - generation: asks the composer for the units the
+  timeline is missing (at least one unit ahead of the playing one). Live, a
+  worker thread calls it; it never runs on the frame clock.
+* :meth:`Engine.frame` - frame clock: advances the beat clock toward the
+  tracker's phase, samples the timeline (cross-faded with the idle groove
+  when there is no music to follow), integrates the root on the stage, runs
+  forward kinematics once and returns a :class:`~livedance.frames.Frame`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from livedance import skeleton as sk
+from livedance.config import Settings
+from livedance.frames import BeatEvent, Frame
+from livedance.live.idle import idle_features
+from livedance.live.listener import Listener
+from livedance.live.phase import BeatClock
+from livedance.live.timeline import FRAMES_PER_BEAT, UNIT_BEATS, UnitTimeline
+
+log = logging.getLogger(__name__)
+
+#: Spacing between dancers' home spots on stage, metres.
+DANCER_SPACING = 1.3
+
+
+@dataclass
+class MusicView:
+    """The engine's latest understanding of the music (read by the frame clock)."""
+
+    time: float = 0.0  # music time of the latest analysed hop
+    tempo: float = 120.0
+    next_beat: float = math.inf  # predicted time of the next beat
+    confidence: float = 0.0
+    energy: float = 0.0
+    busyness: float = 0.0
+    silent: bool = True
+    beats: list[BeatEvent] = field(default_factory=list)  # not yet handed to a frame
+
+
+@dataclass
+class EngineStats:
+    frames: int = 0
+    units: int = 0
+    unit_seconds: list[float] = field(default_factory=list)
+    beats: int = 0
+
+
+class Engine:
+    """Composes audio analysis, the dance model and the timeline.
+
+    Args:
+        settings: all settings (audio/features/beats/engine sections are used).
+        model: a loaded :class:`livedance.model.checkpoint.DanceModel`.
+        controls: optional :class:`livedance.live.controls.Controls`; read once per frame.
+    """
+
+    def __init__(self, settings: Settings, model: Any, controls: Any = None) -> None:
+        from livedance.music.beats import BeatTracker
+        from livedance.music.features import FeatureExtractor
+
+        self.settings = settings
+        self.model = model
+        self.controls = controls
+        es = settings.engine
+        self.dancers = int(es.dancers)
+        self.seed = int(es.seed)
+        sr, hop = settings.audio.sample_rate, settings.audio.hop
+        self.features = FeatureExtractor(settings.features, sr, hop)
+        self.tracker = BeatTracker(settings.beats, sr / hop)
+        self.listener = Listener(hop / sr)
+        self.music = MusicView(tempo=settings.beats.preferred_bpm)
+        self.stats = EngineStats()
+        self._lock = threading.Lock()  # guards timeline + composer state across threads
+        self._reset_dance()
+
+    # ------------------------------------------------------------------ setup
+
+    def _reset_dance(self) -> None:
+        b = self.dancers
+        self.timeline = UnitTimeline()
+        self.clock = BeatClock()
+        self.composer_state = self.model.new_state(b, self.seed)
+        self.home = np.zeros((b, 3), dtype=np.float64)
+        self.home[:, 0] = (np.arange(b) - (b - 1) / 2.0) * DANCER_SPACING
+        self.offset = np.zeros((b, 3), dtype=np.float64)  # position relative to home
+        self.yaw = np.zeros(b, dtype=np.float64)
+        self.weight = 0.0  # dance (1) vs idle (0)
+        self.enter_at: float | None = 0.0  # beat position at which dancing may start
+        self.frame_index = 0
+        self.last_feats: np.ndarray | None = None
+
+    # ---------------------------------------------------------------- analysis
+
+    def hear(self, samples: np.ndarray) -> None:
+        """Analyse new mono samples at the analysis rate (any count)."""
+        block = self.features.process(samples)
+        if len(block.onset) == 0:
+            return
+        states = self.tracker.process(block.onset)
+        heard = self.listener.update(block.rms, block.onset)
+        m = self.music
+        last = states[-1]
+        new_beats = [
+            BeatEvent(index=self.stats.beats + i, time=float(s.beat_time), tempo=float(s.tempo))
+            for i, s in enumerate(x for x in states if x.beat)
+        ]
+        self.stats.beats += len(new_beats)
+        with self._lock:
+            m.time = float(last.time)
+            m.tempo = float(last.tempo)
+            m.next_beat = float(last.next_beats[0]) if len(last.next_beats) else math.inf
+            m.confidence = float(last.confidence)
+            m.energy, m.busyness, m.silent = heard.energy, heard.busyness, heard.silent
+            m.beats.extend(new_beats)
+
+    # -------------------------------------------------------------- generation
+
+    def _context(self) -> Any:
+        m = self.music
+        energy = m.energy
+        temperature = self.settings.engine.temperature
+        style: int = -1
+        if self.controls is not None:
+            c = self.controls.snapshot()
+            energy = float(np.clip(energy + c.energy_bias, 0.0, 1.0))
+            temperature = c.temperature
+            style = c.style
+        energy = float(np.clip(energy + self.settings.engine.energy_bias, 0.0, 1.0))
+        ctx = self.model.descriptors.context_from_levels(self._tempo(), energy, m.busyness, style)
+        return ctx, temperature
+
+    def plan(self) -> int:
+        """Generate every unit the timeline needs now; returns how many."""
+        import time as _time
+
+        made = 0
+        while True:
+            with self._lock:
+                index = self.timeline.needs(self.clock.position)
+                if index is None:
+                    return made
+                ctx, temperature = self._context()
+                state = self.composer_state
+            t0 = _time.perf_counter()
+            feats, state = self.model.next_unit(state, ctx, temperature)
+            self.stats.unit_seconds.append(_time.perf_counter() - t0)
+            with self._lock:
+                self.composer_state = state
+                if index > self.timeline.last_index:
+                    self.timeline.append(index, np.asarray(feats, dtype=np.float32))
+            self.stats.units += 1
+            made += 1
+
+    # -------------------------------------------------------------- frame clock
+
+    def _tempo(self) -> float:
+        if self.controls is not None:
+            override = self.controls.snapshot().tempo_override
+            if override:
+                return float(override)
+        return self.music.tempo
+
+    def _phase_at(self, t: float) -> float | None:
+        m = self.music
+        if not math.isfinite(m.next_beat) or m.confidence <= 0.0:
+            return None
+        period = 60.0 / max(m.tempo, 1.0)
+        return ((t - m.next_beat) / period) % 1.0
+
+    def frame(self, music_time: float, wall_time: float, dt: float) -> Frame:
+        """The frame showing ``music_time``, advancing all state by ``dt`` seconds."""
+        es = self.settings.engine
+        frozen = bool(self.controls is not None and self.controls.snapshot().frozen)
+        with self._lock:
+            m = self.music
+            tempo = self._tempo()
+            phase = self._phase_at(music_time)
+            beats = tuple(m.beats)
+            m.beats.clear()
+            dancing = (not m.silent) and m.confidence >= (0.25 if self.weight > 0 else 0.5)
+            if dancing and self.enter_at is None:
+                # Re-enter on the beat: the next unit starts on the next predicted beat.
+                if phase is not None:
+                    self.clock.jump_to_phase(phase, multiple=UNIT_BEATS)
+                    self.timeline.clear_after(int(self.clock.position // UNIT_BEATS))
+                self.enter_at = math.ceil(self.clock.position / UNIT_BEATS) * UNIT_BEATS
+            elif not dancing:
+                self.enter_at = None
+            step = 0.0 if frozen else self.clock.advance(dt, tempo, phase)
+            target = 1.0 if (self.enter_at is not None and self.clock.position >= self.enter_at) else 0.0
+            rate = dt / (0.5 if target > self.weight else 0.8)
+            self.weight = float(np.clip(self.weight + np.sign(target - self.weight) * rate, 0.0, 1.0))
+            dance = self.timeline.sample(self.clock.position)
+        beat_phase = self.clock.position % 1.0
+        idle = idle_features(music_time, beat_phase, np.arange(self.dancers) + self.seed)
+        if dance is None:
+            dance = self.last_feats if self.last_feats is not None else idle
+        else:
+            self.last_feats = dance
+        w = self.weight * self.weight * (3 - 2 * self.weight)  # smoothstep: no velocity kink
+        feats = w * dance + (1 - w) * idle
+        feats[:, 1:4] = w * dance[:, 1:4]  # idle stands still
+        if frozen:
+            feats[:, 1:4] = 0.0
+        rotations, trans = self._pose(feats, step * FRAMES_PER_BEAT)
+        self.stats.frames += 1
+        frame = Frame.from_pose(
+            self.frame_index,
+            music_time,
+            wall_time,
+            rotations,
+            trans,
+            tempo=float(tempo),
+            beat_phase=float(phase if phase is not None else beat_phase),
+            confidence=float(m.confidence),
+            energy=float(m.energy),
+            beats=beats,
+        )
+        self.frame_index += 1
+        return frame
+
+    def _pose(self, feats: np.ndarray, canonical_step: float) -> tuple[np.ndarray, np.ndarray]:
+        """(B, 148) features and the canonical frames advanced -> local rotations
+        (B, 24, 3, 3) and root positions (B, 3), integrating the root on stage."""
+        b = feats.shape[0]
+        # Same convention as motion.representation: world step = yaw_to_matrix(yaw) @ (dx, 0, dz).
+        c, s = np.cos(self.yaw), np.sin(self.yaw)
+        dx, dz = feats[:, 1] * canonical_step, feats[:, 2] * canonical_step
+        self.offset[:, 0] += c * dx + s * dz
+        self.offset[:, 2] += -s * dx + c * dz
+        self.yaw += feats[:, 3] * canonical_step
+        self._keep_on_stage()
+        local = sk.rot6d_to_matrix(feats[:, 4:].reshape(b, sk.NUM_JOINTS, 6).astype(np.float64))
+        local[:, 0] = sk.yaw_to_matrix(self.yaw) @ local[:, 0]
+        trans = self.home + self.offset
+        trans[:, 1] = feats[:, 0]
+        return local, trans
+
+    def _keep_on_stage(self) -> None:
+        """Soft wall: beyond 70% of the radius, turn the dancer toward home; at the
+        radius, stop outward motion."""
+        radius = self.settings.engine.stage_radius
+        r = np.hypot(self.offset[:, 0], self.offset[:, 2])
+        out = r > 0.7 * radius
+        if np.any(out):
+            # Heading that faces home: forward is (sin yaw, cos yaw) in (x, z).
+            home_yaw = np.arctan2(-self.offset[:, 0], -self.offset[:, 2])
+            err = (home_yaw - self.yaw + np.pi) % (2 * np.pi) - np.pi
+            pull = np.clip((r - 0.7 * radius) / (0.3 * radius), 0.0, 1.0)
+            self.yaw = np.where(out, self.yaw + 0.05 * pull * err, self.yaw)
+        over = r > radius
+        if np.any(over):
+            scale = np.where(over, radius / np.maximum(r, 1e-9), 1.0)
+            self.offset[:, 0] *= scale
+            self.offset[:, 2] *= scale

@@ -1,0 +1,188 @@
+"""Drive an :class:`~livedance.live.engine.Engine` offline or in real time.
+
+Offline (``livedance dance``): the file is fed one frame's worth of audio at
+a time, each unit is generated the moment the timeline needs it, and frame
+``i`` shows music time ``i / fps``. Nothing depends on the wall clock, so
+the same seed gives the same output, bit for bit.
+
+Live (``livedance perform``): three threads, as in DESIGN.md. The audio
+source's own callback fills its ring buffer; a *generator* thread keeps the
+timeline one unit ahead; the *frame* thread reads new audio, analyses it and
+emits a frame every 1/fps seconds on absolute deadlines, dropping frames
+(never the beat) when it falls behind. The caller's thread runs the window,
+if any, or just waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from livedance.frames import Frame
+from livedance.live.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    def send(self, frame: Frame) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def frames_offline(engine: Engine, samples: np.ndarray, sample_rate: int, fps: float) -> Iterator[Frame]:
+    """Frames for a whole signal, causally: frame i hears only audio before i / fps."""
+    n_frames = int(len(samples) / sample_rate * fps)
+    pos = 0
+    dt = 1.0 / fps
+    for i in range(n_frames):
+        t = i * dt
+        end = min(len(samples), int(round(t * sample_rate)))
+        if end > pos:
+            engine.hear(samples[pos:end])
+            pos = end
+        engine.plan()
+        yield engine.frame(t, t, dt)
+
+
+@dataclass
+class LiveStats:
+    frames: int = 0
+    dropped: int = 0
+    fps: float = 0.0
+    worst_late_ms: float = 0.0
+
+
+class LiveRunner:
+    """Runs the engine on its clocks until :meth:`stop` (or the source ends).
+
+    Args:
+        engine: the engine.
+        source: an audio source from :mod:`livedance.audio.sources` (started here).
+        sinks: frame sinks; each ``send`` must return quickly (they are all
+            non-blocking by design: UDP, mailboxes, buffers).
+        fps: frame rate.
+        latency: seconds to show ahead of the audio clock, compensating the
+            delay of projector, network or receiving software.
+    """
+
+    def __init__(self, engine: Engine, source: Any, sinks: Sequence[Sink], fps: float, latency: float) -> None:
+        self.engine = engine
+        self.source = source
+        self.sinks = list(sinks)
+        self.fps = fps
+        self.latency = latency
+        self.stats = LiveStats()
+        self.stopped = threading.Event()
+        self.latest: Frame | None = None
+        self._threads: list[threading.Thread] = []
+        self._offset: float | None = None  # smoothed (audio clock - monotonic clock)
+
+    # The audio clock advances in device-block steps; the frames need a smooth
+    # one. Follow it slowly, snap when it jumps (device lost and back).
+    def _music_time(self, now: float) -> float:
+        target = self.source.time - now
+        if self._offset is None or abs(target - self._offset) > 0.25:
+            self._offset = target
+        else:
+            self._offset += 0.02 * (target - self._offset)
+        return now + self._offset
+
+    def _generate(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                made = self.engine.plan()
+            except Exception:  # noqa: BLE001 - keep dancing on the units we have
+                log.exception("unit generation failed; retrying")
+                made = 0
+            if not made:
+                self.stopped.wait(0.004)
+
+    def _frames(self) -> None:
+        period = 1.0 / self.fps
+        deadline = time.monotonic()
+        window_start, window_frames = deadline, 0
+        while not self.stopped.is_set():
+            samples = self.source.read(1 << 16)
+            if len(samples):
+                self.engine.hear(samples)
+            if getattr(self.source, "finished", False):
+                log.info("input finished")
+                self.stopped.set()
+                break
+            now = time.monotonic()
+            late = now - deadline
+            if late > period:
+                skipped = int(late // period)
+                self.stats.dropped += skipped
+                deadline += skipped * period
+                self.stats.worst_late_ms = max(self.stats.worst_late_ms, late * 1000)
+            frame = self.engine.frame(self._music_time(now) + self.latency, time.time() + self.latency, period)
+            self.latest = frame
+            for sink in list(self.sinks):
+                try:
+                    sink.send(frame)
+                except Exception:  # noqa: BLE001 - one broken sink must not stop the show
+                    log.exception("sink %s failed; removing it", type(sink).__name__)
+                    self.sinks.remove(sink)
+            self.stats.frames += 1
+            window_frames += 1
+            if now - window_start >= 1.0:
+                self.stats.fps = window_frames / (now - window_start)
+                window_start, window_frames = now, 0
+            deadline += period
+            self.stopped.wait(max(0.0, deadline - time.monotonic()))
+
+    def start(self) -> None:
+        self.source.start()
+        for target, name in ((self._generate, "livedance-generator"), (self._frames, "livedance-frames")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        for t in self._threads:
+            t.join(timeout=2.0)
+        try:
+            self.source.close()
+        finally:
+            for sink in self.sinks:
+                try:
+                    sink.close()
+                except Exception:  # noqa: BLE001 - close the others regardless
+                    log.exception("closing %s failed", type(sink).__name__)
+
+    def status_line(self) -> str:
+        f = self.latest
+        if f is None:
+            return "livedance: starting..."
+        lost = " | AUDIO DEVICE LOST, retrying" if getattr(self.source, "device_lost", False) else ""
+        return (
+            f"{f.tempo:6.1f} BPM | conf {f.confidence:4.2f} | energy {f.energy:4.2f} | "
+            f"{self.stats.fps:5.1f} fps | latency {self.latency * 1000:.0f} ms | "
+            f"dropped {self.stats.dropped} | overruns {getattr(self.source, 'overruns', 0)}{lost}"
+        )
+
+
+def wait_with_status(runner: LiveRunner, until: Callable[[], bool], interval: float = 0.5) -> None:
+    """Block until ``until()`` or the runner stops, showing the status line on a terminal."""
+    tty = sys.stderr.isatty()
+    last = 0.0
+    try:
+        while not runner.stopped.is_set() and not until():
+            now = time.monotonic()
+            if tty and now - last >= interval:
+                sys.stderr.write("\r" + runner.status_line()[:150].ljust(150))
+                sys.stderr.flush()
+                last = now
+            runner.stopped.wait(0.05)
+    finally:
+        if tty:
+            sys.stderr.write("\n")
