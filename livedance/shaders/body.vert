@@ -1,0 +1,20 @@
+#version 330 core
+#include "skin.glsl"
+
+uniform mat4 u_view_proj;
+uniform mat4 u_light_view_proj;
+
+out vec3 v_world;
+out vec3 v_normal;
+out vec4 v_light_clip;
+
+void main() {
+    mat4 skin = skin_matrix();
+    vec4 world = skin * vec4(in_position, 1.0);
+    v_world = world.xyz;
+    // Skin matrices are rotations plus translation (no scale), so the upper
+    // 3x3 transforms normals too.
+    v_normal = mat3(skin) * in_normal;
+    v_light_clip = u_light_view_proj * world;
+    gl_Position = u_view_proj * world;
+}
