@@ -97,21 +97,26 @@ class UdpSender:
         if family == socket.AF_INET:
             # Lets a stage send to a LAN broadcast address (x.x.x.255) too.
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        self._sockaddr: tuple | None = None
         try:
             # Connected, so the kernel reports a vanished receiver (ECONNREFUSED)
-            # and send() skips the per-call address lookup.
+            # and send() skips the per-call address handling.
             self._sock.connect(sockaddr)
         except OSError as exc:
-            self._sock.close()
-            raise UserError(f"cannot send to {what} {host}:{port} ({exc.strerror}); check the address") from None
+            # No route yet (a stage machine whose network comes up late): keep
+            # going unconnected; frames are dropped until the route appears.
+            self._sockaddr = sockaddr
+            self._log_once(exc)
 
     def send(self, datagrams: Iterable[object]) -> None:
         """Hand each datagram to the kernel; drop (and count) what it will not take now."""
-        sock_send = self._sock.send
         stats = self.stats
         for dgram in datagrams:
             try:
-                stats.bytes += sock_send(dgram)  # type: ignore[arg-type]
+                if self._sockaddr is None:
+                    stats.bytes += self._sock.send(dgram)  # type: ignore[arg-type]
+                else:
+                    stats.bytes += self._sock.sendto(dgram, self._sockaddr)  # type: ignore[arg-type]
                 stats.packets += 1
             except OSError as exc:
                 stats.dropped += 1
