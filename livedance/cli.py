@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     live_commands.add_arguments(sub, _add_command)
     _add_command(sub, "devices", "livedance.audio.devices:run", "list audio input and output devices")
+    from livedance.eval import cli as eval_cli  # light: argparse set-up only
+    from livedance.train import cli as train_cli
+
+    train_cli.add_arguments(_add_command(sub, "train", "livedance.train.cli:run", "train the unit VAE or the composer"))
+    eval_cli.add_arguments(
+        _add_command(sub, "eval", "livedance.eval.cli:run", "score a checkpoint against held-out dance; write a report")
+    )
     return parser
 
 

@@ -1,0 +1,24 @@
+"""`livedance eval`: command-line front end (imports torch only when run)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, metavar="CKPT", help="checkpoint to score (default: the shipped one)")
+    p.add_argument("--data", nargs="+", required=True, metavar="DIR",
+                   help="motion folders (their test split is the reference), or 'synthetic[:SEED]'")
+    p.add_argument("--report", type=Path, required=True, metavar="DIR", help="folder for report.md, metrics.json, plots")
+    p.add_argument("--units", type=int, default=32, help="units per generated dance (default 32)")
+    p.add_argument("--dances", type=int, default=16, help="generated dances per system (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--temperature", type=float, default=1.0, help="composer sampling temperature (default 1.0)")
+    p.add_argument("--cache", type=Path, metavar="DIR", help="dataset cache folder")
+
+
+def run(args: argparse.Namespace, settings: object) -> int:
+    from livedance.eval.report import run_eval
+
+    return run_eval(args)

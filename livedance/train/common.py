@@ -1,0 +1,230 @@
+"""Shared training machinery: config, seeding, torchrun/DDP, metrics log, resumable state."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import pickle
+import time
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import distributed as dist
+from torch import nn
+
+from livedance.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings common to both stages (CLI flags of `livedance train`)."""
+
+    steps: int = 4000
+    batch: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    val_every: int = 250
+    save_every: int = 500
+    max_minutes: float | None = None  # wall-clock bound; stops early and saves
+    device: str = "cpu"
+    threads: int | None = None  # torch intra-op threads; None = torch's default
+    grad_clip: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 without torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def setup(cfg: TrainConfig) -> tuple[Dist, torch.device]:
+    """Seed, pick the device and, under torchrun, join the process group.
+
+    Deterministic algorithms are switched on: on CPU two runs with the same
+    seed give bit-identical weights (the tests check this).
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    torch.use_deterministic_algorithms(True)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    info = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if cfg.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA device is available here (use --device cpu)")
+        device = torch.device("cuda", info.local_rank if info.enabled else 0)
+        torch.cuda.set_device(device)
+    elif cfg.device == "cpu":
+        device = torch.device("cpu")
+    else:
+        raise UserError(f"--device {cfg.device}: unknown device (use cpu or cuda)")
+    if info.enabled and not dist.is_initialized():
+        # gloo on CPU, nccl on GPUs; torchrun provides MASTER_ADDR/PORT, RANK, WORLD_SIZE.
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        log.info("joined process group: rank %d of %d", info.rank, info.world)
+    return info, device
+
+
+def teardown(info: Dist) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def wrap(module: nn.Module, info: Dist, device: torch.device) -> nn.Module:
+    """DistributedDataParallel under torchrun, the module itself otherwise."""
+    if not info.enabled:
+        return module
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def batches(n: int, batch: int, seed: int, info: Dist) -> Iterator[np.ndarray]:
+    """Endless shuffled batches of indices in [0, n), disjoint across ranks.
+
+    Every rank draws the same permutation (same seed) and takes its own
+    slice, so together the ranks see each epoch exactly once.
+    """
+    if n == 0:
+        raise UserError("no training units (check --data: the train split is empty)")
+    rng = np.random.default_rng(seed)
+    per_rank = max(1, batch // info.world)
+    while True:
+        perm = rng.permutation(n)
+        if len(perm) < batch:  # tiny sets: repeat so a batch is always full
+            perm = np.resize(perm, batch)
+        for i in range(0, len(perm) - batch + 1, batch):
+            chunk = perm[i : i + batch]
+            yield chunk[info.rank * per_rank : (info.rank + 1) * per_rank]
+
+
+def cosine_lr(step: int, total: int, base: float, warmup: int = 100) -> float:
+    """Linear warm-up, then cosine decay to a tenth of ``base``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for g in opt.param_groups:
+        g["lr"] = lr
+
+
+def mean_across(values: dict[str, float], info: Dist) -> dict[str, float]:
+    """Average scalar metrics over ranks (each rank saw a different shard)."""
+    if not info.enabled:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    return {k: float(v) / info.world for k, v in zip(keys, t)}
+
+
+class MetricsLog:
+    """Append-only ``metrics.csv`` (one row per logged step) and ``metrics.jsonl``.
+
+    The CSV's columns are fixed by the first row; later keys go to the JSON
+    lines only, so the CSV stays loadable by any spreadsheet.
+    """
+
+    def __init__(self, directory: Path, enabled: bool = True, resume: bool = False) -> None:
+        self.dir = directory
+        self.enabled = enabled
+        self.csv_path = directory / "metrics.csv"
+        self.json_path = directory / "metrics.jsonl"
+        self.columns: list[str] | None = None
+        if not enabled:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        if resume and self.csv_path.exists():
+            with self.csv_path.open() as f:
+                header = f.readline().strip()
+            self.columns = header.split(",") if header else None
+        else:
+            for p in (self.csv_path, self.json_path):
+                p.unlink(missing_ok=True)
+
+    def write(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self.json_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        new = self.columns is None
+        if new:
+            self.columns = list(row)
+        with self.csv_path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+
+def state_path(out: Path) -> Path:
+    """Where the resumable training state of checkpoint ``out`` lives."""
+    return out.with_name(out.name + ".state")
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    """Atomically write a resumable state (tensors and plain data only)."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """Read a state written by :func:`save_state`; refuse one from a different run set-up."""
+    if not path.is_file():
+        raise UserError(f"--resume: no training state at {path} (start without --resume)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise UserError(f"--resume: training state {path} is corrupt ({type(exc).__name__}); delete it and start again") from None
+    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
+        raise UserError(
+            f"--resume: {path} was saved by a run with other settings or data; "
+            "resume with the same flags, or delete it to start again"
+        )
+    return state
+
+
+class Stopwatch:
+    """Wall-clock bound for ``--max-minutes``."""
+
+    def __init__(self, minutes: float | None) -> None:
+        self.start = time.monotonic()
+        self.limit = None if minutes is None else 60.0 * minutes
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.start
+
+    def expired(self) -> bool:
+        return self.limit is not None and self.seconds >= self.limit

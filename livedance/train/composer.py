@@ -1,0 +1,320 @@
+"""Stage 2, `livedance train composer`: the causal composer on top of a frozen unit VAE.
+
+Each take becomes a sequence of (movement code, initial-pose code, music
+context, style) per unit, with codes from the frozen VAE's encoders; the
+composer learns the next movement code from everything before it
+(teacher forcing over windows of ``window`` units).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import distributed as dist
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from livedance.errors import UserError
+from livedance.model.checkpoint import build_vae, make_payload, read_checkpoint, save_checkpoint
+from livedance.model.composer import Composer, ComposerConfig, ComposerLossWeights
+from livedance.model.context import ANY_STYLE, CONTEXT_DIM, DescriptorStats
+from livedance.model.critics import DescriptorRegressor, TransitionCritic, lsgan_d_loss, lsgan_g_loss
+from livedance.model.dance import NormStats
+from livedance.model.vae import UnitVAE
+from livedance.train import common
+from livedance.train.data import UnitData, split_indices, takes_of
+
+log = logging.getLogger(__name__)
+
+
+class CodeSequences:
+    """Per-unit codes and contexts plus windows of consecutive units (tensors on one device).
+
+    Attributes:
+        move: (U, Zm) movement code (encoder mean) of every unit.
+        init: (U, Zi) initial-pose code of the pose each unit starts from:
+            the previous unit's last frame, or its own first frame at a take's start.
+        prev: (U,) index of the previous unit of the same take, -1 at a take's start.
+        context: (U, 3) standardised (log tempo, energy, busyness).
+        style: (U,) style id.
+        windows: (N, L) unit indices, -1 = padding (takes shorter than L).
+    """
+
+    def __init__(self, vae: UnitVAE, x: torch.Tensor, data: UnitData, stats: DescriptorStats, split: str, window: int) -> None:
+        with torch.no_grad():
+            self.move = torch.cat([vae.move_encoder(x[i : i + 512]).mu for i in range(0, len(x), 512)])
+            first = torch.cat([vae.init_encoder(x[i : i + 512, 0]).mu for i in range(0, len(x), 512)])
+            end = torch.cat([vae.init_encoder(x[i : i + 512, -1]).mu for i in range(0, len(x), 512)])
+        prev = np.full(len(x), -1, dtype=np.int64)
+        rows = []
+        for seq in takes_of(data, split):
+            prev[seq[1:]] = seq[:-1]
+            n = len(seq)
+            for s in range(0, max(1, n - window + 1)):
+                row = np.full(window, -1, dtype=np.int64)
+                chunk = seq[s : s + window]
+                row[: len(chunk)] = chunk
+                rows.append(row)
+        self.prev = torch.from_numpy(prev).to(x.device)
+        has_prev = self.prev >= 0
+        self.init = torch.where(has_prev[:, None], end[self.prev.clamp_min(0)], first)
+        raw = np.stack([data.tempo, data.energy, data.busyness], axis=-1).astype(np.float32)
+        self.context = stats.standardise(raw).to(x.device)
+        self.style = torch.as_tensor(np.asarray(data.style), dtype=torch.long, device=x.device)
+        self.windows = torch.from_numpy(np.stack(rows)) if rows else torch.zeros((0, window), dtype=torch.long)
+
+    def batch(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Gather windows ``rows`` -> dict of (B, L, ...) tensors plus mask (B, L)."""
+        idx = self.windows[rows].to(self.move.device)
+        mask = idx >= 0
+        safe = idx.clamp_min(0)
+        prev = self.prev[safe]
+        prev_move = torch.where((prev >= 0)[..., None], self.move[prev.clamp_min(0)], torch.zeros_like(self.move[safe]))
+        return {
+            "target": self.move[safe],
+            "prev": prev_move,
+            "init": self.init[safe],
+            "context": self.context[safe],
+            "style": self.style[safe],
+            "mask": mask,
+        }
+
+
+def _critic_condition(context: torch.Tensor, style: torch.Tensor, n_styles: int) -> torch.Tensor:
+    """Critic input: clean context + one-hot style (the critic must not share the composer's embedding)."""
+    return torch.cat([context, F.one_hot(style, n_styles).float()], dim=-1)
+
+
+def _masked_mean(v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.float()
+    return (v * m).sum() / m.sum().clamp_min(1.0)
+
+
+def composer_losses(
+    composer: torch.nn.Module,
+    regressor: DescriptorRegressor,
+    critic: TransitionCritic,
+    b: dict[str, torch.Tensor],
+    w: ComposerLossWeights,
+    n_styles: int,
+    gen: torch.Generator,
+    train: bool = True,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Composer-side loss terms for a batch; also returns the sampled codes (B, L, Zm)."""
+    ctx, style = b["context"], b["style"]
+    ctx_in, style_in = ctx, style
+    if train:
+        noise = torch.randn(ctx.shape, generator=gen, device=ctx.device)
+        ctx_in = ctx + w.context_noise * noise
+        drop = torch.rand(style.shape, generator=gen, device=style.device) < w.style_dropout
+        style_in = torch.where(drop, torch.full_like(style, ANY_STYLE), style)
+    q, _ = composer(b["prev"], b["init"], ctx_in, style_in)
+    mask = b["mask"]
+    fake = q.sample(gen)
+    energy_busy, logits = regressor(fake, ctx[..., :1])
+    losses = {
+        "nll": _masked_mean(q.nll(b["target"]) / b["target"].shape[-1], mask),
+        "regression": _masked_mean(F.mse_loss(energy_busy, ctx[..., 1:], reduction="none").mean(-1), mask),
+        "style": _masked_mean(F.cross_entropy(logits.transpose(1, 2), style, reduction="none"), mask),
+        "adversarial": lsgan_g_loss(critic(b["prev"], fake, _critic_condition(ctx, style, n_styles))[mask]),
+    }
+    losses["total"] = (
+        w.nll * losses["nll"] + w.regression * losses["regression"] + w.style * losses["style"] + w.adversarial * losses["adversarial"]
+    )
+    return losses, fake
+
+
+def train_composer(
+    data: UnitData,
+    units_checkpoint: Path,
+    out: Path,
+    cfg: common.TrainConfig,
+    model_cfg: ComposerConfig | None = None,
+    weights: ComposerLossWeights | None = None,
+    window: int = 16,
+    resume: bool = False,
+    log_dir: Path | None = None,
+    meta: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train the composer against the frozen VAE of ``units_checkpoint``; write a full checkpoint to ``out``."""
+    info, device = common.setup(cfg)
+    w = weights or ComposerLossWeights()
+    payload = read_checkpoint(units_checkpoint)
+    vae = build_vae(payload, Path(units_checkpoint)).to(device)
+    vae.requires_grad_(False)
+    norm = NormStats(payload["norm"]["mean"].numpy(), payload["norm"]["std"].numpy())
+    if list(payload["style_names"]) != list(data.style_names):
+        raise UserError(
+            f"--units {units_checkpoint} was trained on styles {payload['style_names']} but --data has {list(data.style_names)}; "
+            "train both stages on the same --data"
+        )
+    units = np.asarray(data.units, dtype=np.float32)
+    train_idx = split_indices(data, "train")
+    stats = DescriptorStats.fit(data.tempo[train_idx], data.energy[train_idx], data.busyness[train_idx])
+    x = torch.from_numpy((units - norm.mean) / norm.std).to(device)
+    train_seq = CodeSequences(vae, x, data, stats, "train", window)
+    val_seq = CodeSequences(vae, x, data, stats, "val", window)
+    n_styles = len(data.style_names)
+    model_cfg = model_cfg or ComposerConfig(move_dim=vae.cfg.move_dim, init_dim=vae.cfg.init_dim, n_styles=n_styles)
+    if (model_cfg.move_dim, model_cfg.init_dim, model_cfg.n_styles) != (vae.cfg.move_dim, vae.cfg.init_dim, n_styles):
+        raise UserError("composer code sizes must match the unit VAE's (move_dim, init_dim) and the data's style count")
+
+    torch.manual_seed(cfg.seed)
+    composer = Composer(model_cfg).to(device)
+    regressor = DescriptorRegressor(model_cfg.move_dim, n_styles).to(device)
+    critic = TransitionCritic(model_cfg.move_dim, CONTEXT_DIM + n_styles).to(device)
+    opt = torch.optim.Adam(composer.parameters(), lr=cfg.lr)
+    opt_r = torch.optim.Adam(regressor.parameters(), lr=cfg.lr)
+    opt_c = torch.optim.Adam(critic.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + info.rank)
+
+    fingerprint = {
+        "stage": "composer",
+        "train": {k: v for k, v in cfg.to_dict().items() if k not in ("steps", "max_minutes", "threads", "val_every", "save_every")},
+        "model": model_cfg.to_dict(),
+        "loss": asdict(w),
+        "window": window,
+        "units": int(len(units)),
+        "vae_sha256": payload["sha256"],
+        "world": info.world,
+    }
+    spath = common.state_path(out)
+    step = 0
+    if resume:
+        st = common.load_state(spath, fingerprint)
+        for mod, key in ((composer, "composer"), (regressor, "regressor"), (critic, "critic")):
+            mod.load_state_dict(st[key])
+        for o, key in ((opt, "opt"), (opt_r, "opt_r"), (opt_c, "opt_c")):
+            o.load_state_dict(st[key])
+        gen.set_state(st["gen"][info.rank])
+        step = int(st["step"])
+        log.info("resumed from %s at step %d", spath, step)
+
+    composer_ddp = common.wrap(composer, info, device)
+    regressor_ddp = common.wrap(regressor, info, device)
+    critic_ddp = common.wrap(critic, info, device)
+    metrics = common.MetricsLog(log_dir or out.with_name(out.stem + ".metrics"), enabled=info.main, resume=resume)
+    stopwatch = common.Stopwatch(cfg.max_minutes)
+    stream = common.batches(len(train_seq.windows), cfg.batch, cfg.seed, info)
+    for _ in range(step):
+        next(stream)
+    last_val: dict[str, float] = {}
+    bar = tqdm(total=cfg.steps, initial=step, desc="composer", disable=not (progress and info.main), dynamic_ncols=True)
+
+    def save(final: bool) -> None:
+        gens = [gen.get_state()]
+        if info.enabled:
+            gathered: list[Any] = [None] * info.world
+            dist.all_gather_object(gathered, gen.get_state())
+            gens = gathered
+        if not info.main:
+            return
+        common.save_state(
+            spath,
+            {"fingerprint": fingerprint, "step": step, "composer": composer.state_dict(), "regressor": regressor.state_dict(),
+             "critic": critic.state_dict(), "opt": opt.state_dict(), "opt_r": opt_r.state_dict(), "opt_c": opt_c.state_dict(),
+             "gen": gens},
+        )
+        full = make_payload(
+            vae=vae.cpu(),
+            norm=norm,
+            start_poses=payload["start_poses"].numpy(),
+            style_names=list(data.style_names),
+            composer=composer.cpu(),
+            descriptors=stats,
+            meta={**(meta or {}), "stage": "composer", "units_meta": payload.get("meta"), "step": step, "final": final,
+                  "seconds": round(stopwatch.seconds, 1), "windows": int(len(train_seq.windows)), "val": last_val,
+                  "config": cfg.to_dict(), "world": info.world},
+        )
+        vae.to(device)
+        composer.to(device)
+        save_checkpoint(out, full)
+
+    composer.train()
+    while step < cfg.steps:
+        b = train_seq.batch(torch.from_numpy(next(stream)))
+        common.set_lr(opt, common.cosine_lr(step, cfg.steps, cfg.lr))
+        regressor.requires_grad_(False)
+        critic.requires_grad_(False)
+        losses, fake = composer_losses(composer_ddp, regressor, critic, b, w, n_styles, gen)
+        regressor.requires_grad_(True)
+        critic.requires_grad_(True)
+        opt.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        torch.nn.utils.clip_grad_norm_(composer.parameters(), cfg.grad_clip)
+        opt.step()
+
+        # The regressor learns descriptors from *real* codes only, so it is an honest judge.
+        mask = b["mask"]
+        eb, logits = regressor_ddp(b["target"], b["context"][..., :1])
+        r_loss = _masked_mean(F.mse_loss(eb, b["context"][..., 1:], reduction="none").mean(-1), mask) + _masked_mean(
+            F.cross_entropy(logits.transpose(1, 2), b["style"], reduction="none"), mask
+        )
+        opt_r.zero_grad(set_to_none=True)
+        r_loss.backward()
+        opt_r.step()
+
+        cond = _critic_condition(b["context"], b["style"], n_styles)[mask]
+        prev = b["prev"][mask]
+        both = critic_ddp(torch.cat([prev, prev]), torch.cat([b["target"][mask], fake.detach()[mask]]), torch.cat([cond, cond]))
+        c_loss = lsgan_d_loss(both[: len(prev)], both[len(prev) :])
+        opt_c.zero_grad(set_to_none=True)
+        c_loss.backward()
+        opt_c.step()
+        step += 1
+        bar.update(1)
+
+        stop = stopwatch.expired()
+        if info.enabled:
+            flag = torch.tensor([float(stop)])
+            dist.all_reduce(flag)
+            stop = bool(flag.item())
+        if step % cfg.val_every == 0 or step == cfg.steps or stop:
+            row = {"step": step, "seconds": round(stopwatch.seconds, 2), "lr": opt.param_groups[0]["lr"]}
+            row.update(common.mean_across({f"train_{k}": float(v.detach()) for k, v in losses.items()}, info))
+            row.update(common.mean_across({"train_regressor": float(r_loss.detach()), "train_critic": float(c_loss.detach())}, info))
+            if len(val_seq.windows):
+                last_val = validate_composer(composer, regressor, critic, val_seq, w, n_styles, cfg.seed)
+                row.update(last_val)
+            metrics.write(row)
+            bar.set_postfix(nll=f"{row['train_nll']:.3f}", val=f"{last_val.get('val_nll', float('nan')):.3f}")
+            log.info("composer step %d: %s", step, row)
+        if step % cfg.save_every == 0 or step == cfg.steps or stop:
+            save(final=step == cfg.steps)
+        if stop:
+            log.warning("stopping at step %d: --max-minutes %.1f reached", step, cfg.max_minutes)
+            break
+    bar.close()
+    common.teardown(info)
+    return last_val
+
+
+@torch.no_grad()
+def validate_composer(
+    composer: Composer,
+    regressor: DescriptorRegressor,
+    critic: TransitionCritic,
+    seq: CodeSequences,
+    w: ComposerLossWeights,
+    n_styles: int,
+    seed: int,
+) -> dict[str, float]:
+    """Held-out NLL and descriptor errors, with fixed noise (comparable across steps)."""
+    composer.eval()
+    gen = torch.Generator(device=seq.move.device).manual_seed(seed)
+    sums: dict[str, float] = {}
+    n = 0
+    for i in range(0, len(seq.windows), 256):
+        rows = torch.arange(i, min(i + 256, len(seq.windows)))
+        losses, _ = composer_losses(composer, regressor, critic, seq.batch(rows), w, n_styles, gen, train=False)
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * len(rows)
+        n += len(rows)
+    composer.train()
+    return {f"val_{k}": v / max(n, 1) for k, v in sums.items()}

@@ -1,0 +1,185 @@
+"""Stage 1, `livedance train units`: the unit VAE and its adversarial discriminator."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import distributed as dist
+from tqdm import tqdm
+
+from livedance.model.checkpoint import make_payload, save_checkpoint
+from livedance.model.critics import UnitDiscriminator, lsgan_d_loss, lsgan_g_loss
+from livedance.model.dance import NormStats
+from livedance.model.vae import UnitVAE, UnitVAEConfig, VAELossWeights
+from livedance.train import common
+from livedance.train.data import UnitData, split_indices
+
+log = logging.getLogger(__name__)
+
+#: Real frame pairs kept in a checkpoint for dancers to start from.
+START_POSES = 256
+
+
+def _start_poses(units: np.ndarray, seed: int) -> np.ndarray:
+    """(S, 2, D) last two frames of random training units: states a unit really ends in."""
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(units), size=min(START_POSES, len(units)), replace=False)
+    return units[np.sort(pick), -2:]
+
+
+@torch.no_grad()
+def validate_vae(vae: UnitVAE, x: torch.Tensor, weights: VAELossWeights, seed: int) -> dict[str, float]:
+    """Mean loss terms over ``x`` (N, T, D), with fixed sampling noise so values are comparable."""
+    vae.eval()
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    sums: dict[str, float] = {}
+    n = 0
+    for i in range(0, len(x), 256):
+        xb = x[i : i + 256]
+        out = vae(xb, weights, gen)
+        # Decoding the encoder means (no sampling) is what generation quality depends on.
+        det = vae.decode(out.q_init.mu, out.q_move.mu)
+        terms = {k: float(v) for k, v in out.losses.items()}
+        terms["recon_mean"] = float(torch.nn.functional.mse_loss(det, xb))
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + v * len(xb)
+        n += len(xb)
+    vae.train()
+    return {f"val_{k}": v / max(n, 1) for k, v in sums.items()}
+
+
+def train_units(
+    data: UnitData,
+    out: Path,
+    cfg: common.TrainConfig,
+    model_cfg: UnitVAEConfig | None = None,
+    weights: VAELossWeights | None = None,
+    resume: bool = False,
+    log_dir: Path | None = None,
+    meta: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train the unit VAE on ``data``'s train split and write a "units" checkpoint to ``out``.
+
+    Returns the final validation metrics (empty without a val split).
+    """
+    info, device = common.setup(cfg)
+    w = weights or VAELossWeights()
+    train_idx, val_idx = split_indices(data, "train"), split_indices(data, "val")
+    units = np.asarray(data.units, dtype=np.float32)
+    norm = NormStats.fit(units[train_idx])
+    model_cfg = model_cfg or UnitVAEConfig(feature_dim=units.shape[2], unit_frames=units.shape[1])
+    x_all = torch.from_numpy((units - norm.mean) / norm.std)
+    x_train, x_val = x_all[train_idx].to(device), x_all[val_idx].to(device)
+
+    torch.manual_seed(cfg.seed)
+    vae = UnitVAE(model_cfg).to(device)
+    disc = UnitDiscriminator(model_cfg.feature_dim).to(device)
+    opt = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + info.rank)
+
+    fingerprint = {
+        "stage": "units",
+        "train": {k: v for k, v in cfg.to_dict().items() if k not in ("steps", "max_minutes", "threads", "val_every", "save_every")},
+        "model": model_cfg.to_dict(),
+        "loss": asdict(w),
+        "units": int(len(units)),
+        "world": info.world,
+    }
+    spath = common.state_path(out)
+    step = 0
+    if resume:
+        st = common.load_state(spath, fingerprint)
+        vae.load_state_dict(st["vae"])
+        disc.load_state_dict(st["disc"])
+        opt.load_state_dict(st["opt"])
+        opt_d.load_state_dict(st["opt_d"])
+        gen.set_state(st["gen"][info.rank])
+        step = int(st["step"])
+        log.info("resumed from %s at step %d", spath, step)
+
+    vae_ddp, disc_ddp = common.wrap(vae, info, device), common.wrap(disc, info, device)
+    metrics = common.MetricsLog(log_dir or out.with_name(out.stem + ".metrics"), enabled=info.main, resume=resume)
+    stopwatch = common.Stopwatch(cfg.max_minutes)
+    stream = common.batches(len(train_idx), cfg.batch, cfg.seed, info)
+    for _ in range(step):  # replay the shuffle so a resumed run sees the same batches
+        next(stream)
+    last_val: dict[str, float] = {}
+    bar = tqdm(total=cfg.steps, initial=step, desc="units", disable=not (progress and info.main), dynamic_ncols=True)
+
+    def save(final: bool) -> None:
+        gens = [gen.get_state()]
+        if info.enabled:
+            gathered: list[Any] = [None] * info.world
+            dist.all_gather_object(gathered, gen.get_state())
+            gens = gathered
+        if not info.main:
+            return
+        common.save_state(
+            spath,
+            {"fingerprint": fingerprint, "step": step, "vae": vae.state_dict(), "disc": disc.state_dict(),
+             "opt": opt.state_dict(), "opt_d": opt_d.state_dict(), "gen": gens},
+        )
+        payload = make_payload(
+            vae=vae.cpu(),
+            norm=norm,
+            start_poses=_start_poses(x_all[train_idx].numpy(), cfg.seed),
+            style_names=list(data.style_names),
+            meta={**(meta or {}), "stage": "units", "step": step, "final": final, "seconds": round(stopwatch.seconds, 1),
+                  "train_units": int(len(train_idx)), "val": last_val, "config": cfg.to_dict(), "world": info.world},
+        )
+        vae.to(device)
+        save_checkpoint(out, payload)
+
+    vae.train()
+    while step < cfg.steps:
+        idx = torch.from_numpy(next(stream))
+        x = x_train[idx]
+        common.set_lr(opt, common.cosine_lr(step, cfg.steps, cfg.lr))
+        res = vae_ddp(x, w, gen)
+        disc.requires_grad_(False)  # the generator step must not move the critic
+        adv = lsgan_g_loss(disc(res.recon))
+        disc.requires_grad_(True)
+        loss = res.losses["total"] + w.adversarial * adv
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
+        opt.step()
+
+        scores = disc_ddp(torch.cat([x, res.recon.detach()], dim=0))  # one forward: DDP-friendly
+        d_loss = lsgan_d_loss(scores[: len(x)], scores[len(x) :])
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        step += 1
+        bar.update(1)
+
+        stop = stopwatch.expired()
+        if info.enabled:  # every rank must agree to stop, or the others hang in all-reduce
+            flag = torch.tensor([float(stop)])
+            dist.all_reduce(flag)
+            stop = bool(flag.item())
+        if step % cfg.val_every == 0 or step == cfg.steps or stop:
+            row = {"step": step, "seconds": round(stopwatch.seconds, 2), "lr": opt.param_groups[0]["lr"]}
+            row.update(common.mean_across({f"train_{k}": float(v.detach()) for k, v in res.losses.items()}, info))
+            row.update(common.mean_across({"train_adv": float(adv.detach()), "train_disc": float(d_loss.detach())}, info))
+            if len(x_val):
+                last_val = validate_vae(vae, x_val, w, cfg.seed)
+                row.update(last_val)
+            metrics.write(row)
+            bar.set_postfix(loss=f"{row['train_total']:.3f}", val=f"{last_val.get('val_recon_mean', float('nan')):.3f}")
+            log.info("units step %d: %s", step, row)
+        if step % cfg.save_every == 0 or step == cfg.steps or stop:
+            save(final=step == cfg.steps)
+        if stop:
+            log.warning("stopping at step %d: --max-minutes %.1f reached", step, cfg.max_minutes)
+            break
+    bar.close()
+    common.teardown(info)
+    return last_val
