@@ -60,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     from livedance.live import commands as live_commands  # light: argparse set-up only
 
     live_commands.add_arguments(sub, _add_command)
+    from livedance.bench import BENCHMARKS
+
+    b = _add_command(sub, "bench", "livedance.bench:run", "run a benchmark and print JSON")
+    b.add_argument("name", choices=BENCHMARKS, help="what to measure")
+    b.add_argument("--json", action="store_true", help="compact single-line JSON (default: indented)")
+    b.add_argument("--seconds", type=float, default=30.0, help="length of the test material, seconds")
+    b.add_argument("--live-seconds", type=float, default=10.0, help="length of real-time runs, seconds")
     _add_command(sub, "devices", "livedance.audio.devices:run", "list audio input and output devices")
     from livedance.eval import cli as eval_cli  # light: argparse set-up only
     from livedance.train import cli as train_cli
