@@ -45,25 +45,23 @@ def run_offline(settings: Settings, audio: np.ndarray, dancers: int = 1, seed: i
     return frames, time.process_time() - t0, engine
 
 
-def beat_offsets(frames: list[Frame], music_beats: np.ndarray, fps: float, after: float = 0.0) -> np.ndarray:
-    """Signed offset (s) from each music beat after ``after`` to the nearest kinematic beat of dancer 0."""
-    from livedance.motion.kinematic_beats import kinematic_beats
+def beat_offsets(frames: list[Frame], music_beats: np.ndarray, fps: float, after: float = 0.0) -> tuple[np.ndarray, float]:
+    """Dancer 0's kinematic beats against the music's beats after ``after`` seconds.
+
+    Returns ``(offsets, score)``: the signed offset (s) from each music beat to
+    the nearest kinematic beat, and the beat-alignment score of those beats.
+    """
+    from livedance.motion.kinematic_beats import beat_alignment_score, kinematic_beats
 
     joints = np.stack([f.joints[0] for f in frames])
-    motion = np.asarray(kinematic_beats(joints, fps), dtype=np.float64) / fps
+    motion = kinematic_beats(joints, fps).astype(np.float64) / fps
     beats = music_beats[(music_beats >= after) & (music_beats <= len(frames) / fps - 0.5)]
-    if motion.size == 0 or beats.size == 0:
-        return np.full(beats.shape, np.inf)
+    if motion.size < 2 or beats.size == 0:
+        return np.full(beats.shape, np.inf), 0.0
     idx = np.clip(np.searchsorted(motion, beats), 1, motion.size - 1)
     cand = np.stack([motion[idx - 1], motion[idx]])
     nearest = cand[np.argmin(np.abs(cand - beats), axis=0), np.arange(beats.size)]
-    return nearest - beats
-
-
-def alignment_score(offsets: np.ndarray, fps: float = 60.0) -> float:
-    """Beat-alignment score: mean over music beats of exp(-d^2 / (2 * 3^2)), d in frames at 60 fps."""
-    d = offsets * 60.0
-    return float(np.mean(np.exp(-(d**2) / (2 * 3.0**2)))) if offsets.size else 0.0
+    return nearest - beats, beat_alignment_score(motion * fps, beats * fps, fps)
 
 
 @dataclass
@@ -130,9 +128,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "units": int(units.size),
         }
         if dancers == 1:
-            off = beat_offsets(frames, steady_beats, fps, after=4.0)
+            off, score = beat_offsets(frames, steady_beats, fps, after=4.0)
             result["steady_120bpm"] = {
-                "beat_alignment_score": round(alignment_score(off), 4),
+                "beat_alignment_score": round(score, 4),
                 "mean_abs_offset_ms": round(float(np.mean(np.abs(off))) * 1000, 1),
                 "median_abs_offset_ms": round(float(np.median(np.abs(off))) * 1000, 1),
                 "beats": int(off.size),
@@ -141,7 +139,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     jump_at = seconds / 2
     jump, jump_beats = drum_track(110, seconds, sr, seed=2, pattern="rock", tempo=[(jump_at, 140.0)])
     frames, _, _ = run_offline(settings, jump, 1)
-    off = np.abs(beat_offsets(frames, jump_beats, fps, after=jump_at))
+    off = np.abs(beat_offsets(frames, jump_beats, fps, after=jump_at)[0])
     within = off < 0.040
     # Beats until every later beat (bar an occasional miss) is within 40 ms.
     resync = next((i for i in range(off.size) if within[i:].mean() >= 0.8), off.size)

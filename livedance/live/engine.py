@@ -31,6 +31,7 @@ from livedance.live.idle import idle_features
 from livedance.live.listener import Listener
 from livedance.live.phase import BeatClock
 from livedance.live.timeline import FRAMES_PER_BEAT, UNIT_BEATS, UnitTimeline
+from livedance.model.context import ANY_STYLE
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +82,13 @@ class Engine:
         self.seed = int(es.seed)
         sr, hop = settings.audio.sample_rate, settings.audio.hop
         self.features = FeatureExtractor(settings.features, sr, hop)
-        self.tracker = BeatTracker(settings.beats, sr / hop)
+        self.tracker = BeatTracker(settings.beats, sr / hop, onset_latency=self.features.onset_latency)
         self.listener = Listener(hop / sr)
         self.music = MusicView(tempo=settings.beats.preferred_bpm)
         self.stats = EngineStats()
         self._lock = threading.Lock()  # guards timeline + composer state across threads
+        self._controls_version = -1
+        self._seed_count = controls.snapshot().seed_count if controls is not None else 0
         self._reset_dance()
 
     # ------------------------------------------------------------------ setup
@@ -134,12 +137,12 @@ class Engine:
         m = self.music
         energy = m.energy
         temperature = self.settings.engine.temperature
-        style: int = -1
+        style: int = ANY_STYLE
         if self.controls is not None:
             c = self.controls.snapshot()
             energy = float(np.clip(energy + c.energy_bias, 0.0, 1.0))
             temperature = c.temperature
-            style = c.style
+            style = ANY_STYLE if c.style is None else c.style
         energy = float(np.clip(energy + self.settings.engine.energy_bias, 0.0, 1.0))
         ctx = self.model.descriptors.context_from_levels(self._tempo(), energy, m.busyness, style)
         return ctx, temperature
@@ -182,10 +185,29 @@ class Engine:
         period = 60.0 / max(m.tempo, 1.0)
         return ((t - m.next_beat) / period) % 1.0
 
+    def _follow_controls(self) -> bool:
+        """Apply seed and dancer-count changes; returns whether the dance is frozen."""
+        if self.controls is None:
+            return False
+        c = self.controls.snapshot()
+        if c.version != self._controls_version:
+            self._controls_version = c.version
+            if c.dancers != self.dancers:
+                with self._lock:
+                    self.dancers = c.dancers
+                    self._reset_dance()
+            elif c.seed_count != self._seed_count:
+                with self._lock:
+                    # A new seed takes over from the next unit: no cut mid-move.
+                    self.seed = c.seed
+                    self.composer_state = self.model.new_state(self.dancers, self.seed)
+                    self.timeline.clear_after(int(self.clock.position // UNIT_BEATS))
+            self._seed_count = c.seed_count
+        return c.frozen
+
     def frame(self, music_time: float, wall_time: float, dt: float) -> Frame:
         """The frame showing ``music_time``, advancing all state by ``dt`` seconds."""
-        es = self.settings.engine
-        frozen = bool(self.controls is not None and self.controls.snapshot().frozen)
+        frozen = self._follow_controls()
         with self._lock:
             m = self.music
             tempo = self._tempo()

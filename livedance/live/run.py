@@ -123,6 +123,9 @@ class LiveRunner:
                 self.stats.dropped += skipped
                 deadline += skipped * period
                 self.stats.worst_late_ms = max(self.stats.worst_late_ms, late * 1000)
+            controls = self.engine.controls
+            if controls is not None:  # latency is a live control (OSC, keyboard)
+                self.latency = controls.snapshot().latency_ms / 1000.0
             frame = self.engine.frame(self._music_time(now) + self.latency, time.time() + self.latency, period)
             self.latest = frame
             for sink in list(self.sinks):
