@@ -1,0 +1,141 @@
+"""Dances to score: real test takes, the model's, and two baselines, all rendered the same way.
+
+Every system produces a sequence of canonical units plus the tempo each is
+played at; :func:`render` turns that into real-time joint positions at
+60 fps exactly as the engine would (unit k stretched over its two beats),
+so differences between systems come from the units alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from livedance import skeleton as sk
+from livedance.model.context import MusicContext
+from livedance.model.dance import DanceModel
+from livedance.motion.kinematic_beats import METRIC_FPS
+from livedance.motion.representation import features_to_motion
+from livedance.motion.units import BEATS_PER_UNIT
+from livedance.train.data import UnitData, split_indices, takes_of
+
+
+@dataclass
+class Dance:
+    """One rendered dance.
+
+    Attributes:
+        joints: (N, 24, 3) world joint positions at ``fps``, metres.
+        beats: (B,) music beat positions, frames at ``fps``.
+        seams: (K-1,) unit boundaries, frames at ``fps``.
+        bounds: (K+1,) unit start frames plus the end, at ``fps``.
+        codes: (K, Zm) movement codes when the system has them.
+    """
+
+    joints: np.ndarray
+    beats: np.ndarray
+    seams: np.ndarray
+    bounds: np.ndarray
+    fps: float = METRIC_FPS
+    codes: np.ndarray | None = field(default=None, repr=False)
+
+
+def render(units: np.ndarray, tempo: np.ndarray, fps: float = METRIC_FPS) -> Dance:
+    """(K, T, D) denormalised canonical units played at ``tempo`` (K,) BPM -> :class:`Dance`."""
+    k, t, d = units.shape
+    rot, trans = features_to_motion(units.reshape(k * t, d), np.zeros(3), 0.0)
+    canon = sk.forward_kinematics(rot, trans)[1]  # (K*T, 24, 3)
+    dur = BEATS_PER_UNIT * 60.0 / np.asarray(tempo, dtype=np.float64)  # seconds per unit
+    start = np.concatenate([[0.0], np.cumsum(dur)])  # (K+1,)
+    times = np.arange(int(np.floor(start[-1] * fps))) / fps
+    u = np.clip(np.searchsorted(start, times, side="right") - 1, 0, k - 1)
+    c = np.clip(u * t + (times - start[u]) / dur[u] * t, 0, k * t - 1)
+    i = np.minimum(np.floor(c).astype(int), k * t - 2)
+    f = (c - i)[:, None, None]
+    joints = canon[i] * (1 - f) + canon[i + 1] * f
+    beat_times = (start[:-1, None] + dur[:, None] * np.arange(BEATS_PER_UNIT)[None] / BEATS_PER_UNIT).reshape(-1)
+    return Dance(joints=joints, beats=beat_times * fps, seams=start[1:-1] * fps, bounds=start * fps, fps=fps)
+
+
+@dataclass
+class Script:
+    """The "music" a system dances to: per unit, the descriptors of a real test take."""
+
+    tempo: np.ndarray  # (K,)
+    energy: np.ndarray
+    busyness: np.ndarray
+    style: np.ndarray  # (K,) int64
+    take: int  # index into data.take_names
+    units: np.ndarray  # (K,) the take's own unit indices (the real dance to this music)
+
+
+def scripts(data: UnitData, count: int, length: int) -> list[Script]:
+    """``count`` scripts of up to ``length`` units, cycling over the test takes (val if there is no test split)."""
+    takes = takes_of(data, "test") or takes_of(data, "val")
+    if not takes:
+        return []
+    out = []
+    for i in range(count):
+        seq = takes[i % len(takes)][:length]
+        out.append(Script(data.tempo[seq], data.energy[seq], data.busyness[seq], np.asarray(data.style)[seq],
+                          int(data.take[seq[0]]), seq))
+    return out
+
+
+def real_dances(data: UnitData, split: str = "test") -> list[Dance]:
+    """Every take of ``split`` as recorded (its own units at its own tempi)."""
+    return [render(np.asarray(data.units)[seq], data.tempo[seq]) for seq in takes_of(data, split)]
+
+
+def generated_dances(model: DanceModel, plan: list[Script], seed: int, temperature: float) -> list[Dance]:
+    """The model dancing to each script, all dancers in one batch."""
+    if not plan:
+        return []
+    k = min(len(s.tempo) for s in plan)
+    state = model.new_state(len(plan), seed)
+    units, codes = [], []
+    for step in range(k):
+        ctx = MusicContext(
+            tempo_bpm=np.array([s.tempo[step] for s in plan]),
+            energy=np.array([s.energy[step] for s in plan]),
+            busyness=np.array([s.busyness[step] for s in plan]),
+            style=np.array([s.style[step] for s in plan]),
+        )
+        feats, state = model.next_unit(state, ctx, temperature)
+        units.append(feats)
+        codes.append(state.prev_move.numpy())
+    units_arr, codes_arr = np.stack(units, 1), np.stack(codes, 1)  # (B, K, T, D), (B, K, Zm)
+    out = []
+    for b, s in enumerate(plan):
+        d = render(units_arr[b], s.tempo[:k])
+        d.codes = codes_arr[b]
+        out.append(d)
+    return out
+
+
+def random_dances(data: UnitData, plan: list[Script], seed: int) -> list[Dance]:
+    """Baseline: uniformly random training units, played at the script's tempi."""
+    rng = np.random.default_rng(seed)
+    pool = split_indices(data, "train")
+    return [render(np.asarray(data.units)[rng.choice(pool, len(s.tempo))], s.tempo) for s in plan]
+
+
+def retrieval_dances(data: UnitData, plan: list[Script], seed: int, top: int = 5) -> list[Dance]:
+    """Baseline: for each unit, a training unit whose descriptors are nearest the script's
+    (same style when possible; one of the ``top`` nearest at random, so it does not loop)."""
+    rng = np.random.default_rng(seed)
+    pool = split_indices(data, "train")
+    desc = np.stack([np.log(data.tempo[pool]), data.energy[pool], data.busyness[pool]], -1).astype(np.float64)
+    mu, sd = desc.mean(0), desc.std(0).clip(1e-6)
+    desc = (desc - mu) / sd
+    style = np.asarray(data.style)[pool]
+    out = []
+    for s in plan:
+        picks = []
+        for k in range(len(s.tempo)):
+            q = (np.array([np.log(s.tempo[k]), s.energy[k], s.busyness[k]]) - mu) / sd
+            dist = np.linalg.norm(desc - q, axis=-1) + 1e3 * (style != s.style[k])
+            picks.append(pool[rng.choice(np.argsort(dist)[:top])])
+        out.append(render(np.asarray(data.units)[picks], s.tempo))
+    return out

@@ -1,0 +1,233 @@
+"""`livedance eval`: score a checkpoint and two baselines against held-out takes; write a report.
+
+Output folder: ``report.md`` (tables, targets, plots), ``metrics.json``,
+and the PNG plots it references.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from livedance.eval import metrics as M
+from livedance.eval.dances import Dance, generated_dances, random_dances, real_dances, retrieval_dances, scripts
+from livedance.eval.features import geometric_features, kinetic_features
+from livedance.motion.kinematic_beats import beat_alignment_score, kinematic_beats, smoothed_speed
+
+log = logging.getLogger(__name__)
+
+#: Units per FID segment: 8 beats, so every dance yields several samples.
+SEGMENT_UNITS = 4
+
+SYSTEMS = ("real", "generated", "random", "retrieval")
+LABELS = {"real": "real test takes", "generated": "livedance (this checkpoint)", "random": "random units",
+          "retrieval": "nearest-neighbour retrieval"}
+
+
+@dataclass
+class SystemScores:
+    """Per-system metric values plus the per-segment features (for FID/diversity)."""
+
+    kinetic: np.ndarray  # (S, 72)
+    geometric: np.ndarray  # (S, 32)
+    values: dict[str, float]
+
+
+def segment_features(d: Dance) -> tuple[np.ndarray, np.ndarray]:
+    """Kinetic and geometric features of every SEGMENT_UNITS-unit stretch of a dance: (S, 72), (S, 32)."""
+    kin, geo = [], []
+    for a in range(0, len(d.bounds) - SEGMENT_UNITS, SEGMENT_UNITS):
+        lo, hi = int(d.bounds[a]), min(int(d.bounds[a + SEGMENT_UNITS]), len(d.joints))
+        if hi - lo < 8:
+            continue
+        kin.append(kinetic_features(d.joints[lo:hi], d.fps))
+        geo.append(geometric_features(d.joints[lo:hi], d.fps))
+    return np.reshape(kin, (-1, 72)), np.reshape(geo, (-1, 32))
+
+
+def score_system(dances: list[Dance]) -> SystemScores:
+    """Everything but the FIDs (which need the reference set)."""
+    kin, geo = zip(*(segment_features(d) for d in dances)) if dances else ((np.zeros((0, 72)),), (np.zeros((0, 32)),))
+    seams = np.concatenate([M.frame_jumps(d.joints)[np.clip(d.seams.astype(int), 0, len(d.joints) - 2)] for d in dances])
+    values = {
+        "beat_alignment": float(np.mean([beat_alignment_score(kinematic_beats(d.joints, d.fps), d.beats, d.fps) for d in dances])),
+        "foot_contact": float(np.mean([M.foot_contact_score(d.joints, d.fps) for d in dances])),
+        "foot_skating": float(np.mean([M.foot_skating(d.joints, d.fps) for d in dances])),
+        "jitter": float(np.mean([M.jitter(d.joints, d.fps) for d in dances])),
+        "seam_jump_max": float(seams.max()) if seams.size else 0.0,
+        "seam_jump_p95": float(np.percentile(seams, 95)) if seams.size else 0.0,
+        "frame_jump_p99": float(np.percentile(np.concatenate([M.frame_jumps(d.joints) for d in dances]), 99)),
+    }
+    return SystemScores(np.concatenate(kin), np.concatenate(geo), values)
+
+
+def evaluate(model: Any, data: Any, dances: int, units: int, seed: int, temperature: float) -> tuple[dict[str, SystemScores], dict[str, list[Dance]]]:
+    """Render and score all four systems."""
+    from livedance.errors import UserError
+
+    plan = scripts(data, dances, units)
+    if not plan:
+        raise UserError("--data has no test (or val) takes to compare against; give the folders the model was trained on")
+    sets = {
+        "real": real_dances(data, "test") or real_dances(data, "val"),
+        "generated": generated_dances(model, plan, seed, temperature),
+        "random": random_dances(data, plan, seed),
+        "retrieval": retrieval_dances(data, plan, seed),
+    }
+    scores = {name: score_system(ds) for name, ds in sets.items()}
+    ref = scores["real"]
+    for name, sc in scores.items():
+        rk, gk = M.normalise_pair(ref.kinetic, sc.kinetic)
+        rg, gg = M.normalise_pair(ref.geometric, sc.geometric)
+        sc.values["diversity_k"] = M.diversity(gk)
+        sc.values["diversity_g"] = M.diversity(gg)
+        if name != "real":
+            sc.values["fid_k"] = M.frechet_distance(rk, gk)
+            sc.values["fid_g"] = M.frechet_distance(rg, gg)
+    return scores, sets
+
+
+def targets(scores: dict[str, SystemScores]) -> list[tuple[str, bool, str]]:
+    """The issue's targets: (description, met?, numbers)."""
+    r, g = scores["real"].values, scores["generated"].values
+    rnd, ret = scores["random"].values, scores["retrieval"].values
+    return [
+        ("beat alignment >= real takes'", g["beat_alignment"] >= r["beat_alignment"],
+         f"{g['beat_alignment']:.3f} vs {r['beat_alignment']:.3f}"),
+        ("FID_k below both baselines", g["fid_k"] < min(rnd["fid_k"], ret["fid_k"]),
+         f"{g['fid_k']:.2f} vs random {rnd['fid_k']:.2f}, retrieval {ret['fid_k']:.2f}"),
+        ("diversity_k within 20% of real takes'", abs(g["diversity_k"] - r["diversity_k"]) <= 0.2 * r["diversity_k"],
+         f"{g['diversity_k']:.2f} vs {r['diversity_k']:.2f}"),
+        ("foot contact score <= 1.5x real takes'", g["foot_contact"] <= 1.5 * r["foot_contact"],
+         f"{g['foot_contact']:.3f} vs {r['foot_contact']:.3f}"),
+        ("max joint jump at seams < data's 99th percentile frame jump", g["seam_jump_max"] < r["frame_jump_p99"],
+         f"{g['seam_jump_max'] * 100:.1f} cm vs {r['frame_jump_p99'] * 100:.1f} cm"),
+    ]
+
+
+def _plots(out: Path, scores: dict[str, SystemScores], sets: dict[str, list[Dance]], model: Any, data: Any) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display here, and none needed
+    import matplotlib.pyplot as plt
+
+    names = []
+    # 1. Speed curves with music and motion beats.
+    fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
+    for ax, name in zip(axes, ("real", "generated")):
+        d = sets[name][0]
+        n = min(len(d.joints), int(8 * d.fps))
+        sp = smoothed_speed(d.joints[:n], d.fps)
+        t = np.arange(n) / d.fps
+        ax.plot(t, sp, lw=1.2, label="mean joint speed (smoothed)")
+        for b in d.beats[d.beats < n]:
+            ax.axvline(b / d.fps, color="tab:red", alpha=0.35, lw=1)
+        kb = kinematic_beats(d.joints[:n], d.fps)
+        ax.plot(kb / d.fps, sp[kb], "kv", ms=5, label="motion beats")
+        ax.set_title(f"{LABELS[name]} (red: music beats)", fontsize=9)
+        ax.set_ylabel("m/s")
+    axes[0].legend(fontsize=8, loc="upper right")
+    axes[-1].set_xlabel("seconds")
+    fig.tight_layout()
+    fig.savefig(out / "speed_beats.png", dpi=90)
+    plt.close(fig)
+    names.append("speed_beats.png")
+
+    # 2. Latent map: movement codes of real test units (by energy) and generated ones, first two principal axes.
+    import torch
+
+    from livedance.train.data import split_indices
+
+    idx = split_indices(data, "test")
+    idx = idx if len(idx) else split_indices(data, "val")
+    with torch.no_grad():
+        x = model.normalise(torch.as_tensor(np.asarray(data.units)[idx]))
+        real = model.vae.move_encoder(x).mu.numpy()
+    gen = np.concatenate([d.codes for d in sets["generated"] if d.codes is not None])
+    mu = real.mean(0)
+    _, _, vt = np.linalg.svd(real - mu, full_matrices=False)
+    pr, pg = (real - mu) @ vt[:2].T, (gen - mu) @ vt[:2].T
+    fig, ax = plt.subplots(figsize=(6, 5))
+    sc = ax.scatter(pr[:, 0], pr[:, 1], c=data.energy[idx], s=12, cmap="viridis", label="real test units")
+    ax.scatter(pg[:, 0], pg[:, 1], marker="x", s=14, c="tab:red", alpha=0.6, label="generated")
+    fig.colorbar(sc, label="unit energy (m/s)")
+    ax.set_title("movement codes, first two principal axes", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "latent_map.png", dpi=90)
+    plt.close(fig)
+    names.append("latent_map.png")
+
+    # 3. Metric bars.
+    keys = ["beat_alignment", "fid_k", "fid_g", "diversity_k", "foot_contact", "foot_skating"]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3 * len(keys), 3))
+    for ax, key in zip(axes, keys):
+        sys_ = [s for s in SYSTEMS if key in scores[s].values]
+        ax.bar(range(len(sys_)), [scores[s].values[key] for s in sys_], color=["tab:gray", "tab:blue", "tab:orange", "tab:green"][-len(sys_):])
+        ax.set_xticks(range(len(sys_)), [s[:6] for s in sys_], fontsize=7)
+        ax.set_title(key, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "metrics.png", dpi=90)
+    plt.close(fig)
+    names.append("metrics.png")
+    return names
+
+
+def write_report(out: Path, scores: dict[str, SystemScores], sets: dict[str, list[Dance]], model: Any, data: Any,
+                 command: str, checkpoint: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    plots = _plots(out, scores, sets, model, data)
+    cols = ["beat_alignment", "fid_k", "fid_g", "diversity_k", "diversity_g", "foot_contact", "foot_skating", "jitter",
+            "seam_jump_max"]
+    lines = [
+        "# livedance evaluation report", "",
+        f"Checkpoint: `{checkpoint}`  ", f"Command: `{command}`", "",
+        f"Dances: {len(sets['generated'])} generated, each to the descriptor sequence (tempo, energy, busyness, style) "
+        f"of a held-out take; {len(sets['real'])} real held-out takes as the reference. All systems rendered the same "
+        "way (units stretched onto their beats, 60 fps). FID and diversity on features of 8-beat segments, "
+        "standardised by the real set's statistics.", "",
+        "| system | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for s in SYSTEMS:
+        v = scores[s].values
+        lines.append(f"| {LABELS[s]} | " + " | ".join(f"{v[c]:.3f}" if c in v else "—" for c in cols) + " |")
+    lines += ["", "Units: beat alignment in [0, 1] (higher is better); foot contact = EDGE PFC (lower is better); "
+              "foot skating m/s; jitter m/s³; seam jump = largest single-joint move across a unit boundary, m.", "",
+              "## Targets", ""]
+    for desc, ok, nums in targets(scores):
+        lines.append(f"- [{'x' if ok else ' '}] {desc}: {nums}")
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    (out / "metrics.json").write_text(json.dumps(
+        {"checkpoint": checkpoint, "command": command, "systems": {s: scores[s].values for s in SYSTEMS},
+         "targets": [{"target": d, "met": bool(ok), "values": n} for d, ok, n in targets(scores)]}, indent=2))
+    return path
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+
+    import torch
+
+    from livedance.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+    from livedance.train.data import load_data
+
+    model = load_checkpoint(args.checkpoint)
+    data = load_data(args.data, args.cache)
+    torch.manual_seed(args.seed)
+    scores, sets = evaluate(model, data, args.dances, args.units, args.seed, args.temperature)
+    command = "livedance " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    path = write_report(args.report, scores, sets, model, data, command, str(args.checkpoint or DEFAULT_CHECKPOINT))
+    for desc, ok, nums in targets(scores):
+        log.info("%s %s: %s", "met" if ok else "MISSED", desc, nums)
+    print(f"wrote {path}")
+    return 0
