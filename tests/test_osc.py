@@ -288,3 +288,18 @@ def test_bad_axis_settings_are_user_errors():
         OscSender.from_settings(OscSettings(up_axis="x"))
     with pytest.raises(UserError, match="units"):
         OscSender.from_settings(OscSettings(units="mm"))
+
+
+def test_bench_osc_prints_one_json_object(capsys):
+    import json
+
+    from livedance.cli import main
+
+    assert main(["bench", "osc", "--json", "--live-seconds", "0.2"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1
+    result = json.loads(out[0])
+    for key in ("dancers_1", "dancers_8"):
+        figures = result["scheme"][key]
+        assert figures["dropped"] == 0 and figures["received"] == figures["datagrams_per_frame"] * 1000
+    assert result["sustained"]["datagrams_per_s"] > 0 and isinstance(result["ok"], bool)
