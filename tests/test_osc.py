@@ -299,7 +299,7 @@ def test_bench_osc_prints_one_json_object(capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1
     result = json.loads(out[0])
-    for key in ("dancers_1", "dancers_8"):
+    for key, bundles in (("dancers_1", 3), ("dancers_8", 17)):  # ~3 kB of pose per dancer, 1400-byte datagrams
         figures = result["scheme"][key]
-        assert figures["dropped"] == 0 and figures["received"] == figures["datagrams_per_frame"] * 1000
+        assert figures["dropped"] == 0 and figures["datagrams_per_frame"] >= bundles
     assert result["sustained"]["datagrams_per_s"] > 0 and isinstance(result["ok"], bool)
