@@ -47,6 +47,7 @@ class FeatureSettings:
     fmin: float = 30.0
     fmax: float = 11025.0
     chroma: bool = False
+    floor_db: float = -30.0  # log-mel power floor (dB re full-scale sine ~ +54 dB); quieter = silence
 
 
 @dataclass
@@ -55,8 +56,20 @@ class BeatSettings:
 
     min_bpm: float = 60.0
     max_bpm: float = 200.0
-    preferred_bpm: float = 120.0  # centre of the dance-natural tempo prior
+    preferred_bpm: float = 130.0  # centre of the dance-natural tempo prior
     lookahead_beats: int = 4
+    prior_octaves: float = 0.8  # width of the log-normal tempo prior
+    harmonic_weight: float = 0.5  # weight of the autocorrelation at half the period
+    tempo_window: float = 4.0  # seconds of onsets in the tempo autocorrelation
+    tempo_memory: float = 2.0  # seconds; older onsets count less in it (exponential)
+    tempo_follow: float = 0.04  # |log ratio| below which a new estimate is "the same tempo"
+    switch_hops: int = 16  # hops a different tempo must persist before a jump (x3 for octaves)
+    tightness: float = 100.0  # how strictly beats keep the period (Ellis' DP)
+    level_seconds: float = 4.0  # time constant of the onset level used to normalise
+    silence_level: float = 0.02  # onset level (dB flux) below which the input counts as silent
+    min_confidence: float = 0.3  # beat events fire only at or above this confidence
+    gate: float = 0.5  # normalised onset a beat needs within the last 1.25 beats to fire (else: a break)
+    max_late: float = 0.25  # a beat found later than this (fraction of a beat) is not reported
 
 
 @dataclass
@@ -103,6 +116,11 @@ class ViewerSettings:
     hud: bool = True
     vsync: bool = True
     smpl_model: str | None = None  # path to the user's own SMPL model files
+    fps: float = 60.0  # window redraw cap (vsync usually paces it)
+    msaa: int = 4  # anti-aliasing samples; 0 = off (cheaper on CPU renderers)
+    spacing: float = 1.0  # metres between dancers drawn side by side; 0 = where the engine puts them
+    heartbeat: str | None = None  # file rewritten every second with viewer health (kiosk monitoring)
+    watchdog_seconds: float = 5.0  # kiosk: a render loop stuck this long gets its window/context rebuilt
 
 
 @dataclass
