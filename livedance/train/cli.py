@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-every", type=int, default=250, help="validate and log every N steps (default 250)")
     p.add_argument("--save-every", type=int, default=500, help="write checkpoint + resumable state every N steps")
     p.add_argument("--max-minutes", type=float, help="stop (and save) after this much wall-clock time")
+    p.add_argument("--stop-after", type=int, metavar="N", help="run at most N steps now, save, continue later with --resume")
     p.add_argument("--resume", action="store_true", help="continue from OUT.state, written by an earlier run")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's choice)")
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace, settings: object) -> int:
         raise UserError("--steps and --batch must be at least 1")
     cfg = TrainConfig(
         steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, val_every=args.val_every,
-        save_every=args.save_every, max_minutes=args.max_minutes, device=args.device, threads=args.threads,
+        save_every=args.save_every, max_minutes=args.max_minutes, stop_after=args.stop_after, device=args.device, threads=args.threads,
     )
     data = load_data(args.data, args.cache)
     meta = {"command": "livedance " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "data": list(args.data),
@@ -76,6 +78,8 @@ def run(args: argparse.Namespace, settings: object) -> int:
                                        n_styles=len(data.style_names), hidden=args.hidden)
         result = train_composer(data, args.units, args.out, cfg, model_cfg, window=args.window, resume=args.resume,
                                 log_dir=args.log_dir, meta=meta, progress=not args.no_progress)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun only rank 0 reports
     summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.items()))
     print(f"wrote {args.out}" + (f" ({summary})" if summary else ""))
     return 0

@@ -35,6 +35,7 @@ class TrainConfig:
     val_every: int = 250
     save_every: int = 500
     max_minutes: float | None = None  # wall-clock bound; stops early and saves
+    stop_after: int | None = None  # run at most this many steps now, save, continue later with --resume
     device: str = "cpu"
     threads: int | None = None  # torch intra-op threads; None = torch's default
     grad_clip: float = 1.0
@@ -216,15 +217,18 @@ def load_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
 
 
 class Stopwatch:
-    """Wall-clock bound for ``--max-minutes``."""
+    """Bounds of one invocation: wall clock (``--max-minutes``) and steps (``--stop-after``)."""
 
-    def __init__(self, minutes: float | None) -> None:
+    def __init__(self, minutes: float | None, first_step: int = 0, stop_after: int | None = None) -> None:
         self.start = time.monotonic()
         self.limit = None if minutes is None else 60.0 * minutes
+        self.last_step = None if stop_after is None else first_step + stop_after
 
     @property
     def seconds(self) -> float:
         return time.monotonic() - self.start
 
-    def expired(self) -> bool:
+    def expired(self, step: int) -> bool:
+        if self.last_step is not None and step >= self.last_step:
+            return True
         return self.limit is not None and self.seconds >= self.limit

@@ -200,7 +200,7 @@ def train_composer(
     regressor_ddp = common.wrap(regressor, info, device)
     critic_ddp = common.wrap(critic, info, device)
     metrics = common.MetricsLog(log_dir or out.with_name(out.stem + ".metrics"), enabled=info.main, resume=resume)
-    stopwatch = common.Stopwatch(cfg.max_minutes)
+    stopwatch = common.Stopwatch(cfg.max_minutes, step, cfg.stop_after)
     stream = common.batches(len(train_seq.windows), cfg.batch, cfg.seed, info)
     for _ in range(step):
         next(stream)
@@ -270,7 +270,7 @@ def train_composer(
         step += 1
         bar.update(1)
 
-        stop = stopwatch.expired()
+        stop = stopwatch.expired(step) and step < cfg.steps
         if info.enabled:
             flag = torch.tensor([float(stop)])
             dist.all_reduce(flag)
@@ -288,7 +288,7 @@ def train_composer(
         if step % cfg.save_every == 0 or step == cfg.steps or stop:
             save(final=step == cfg.steps)
         if stop:
-            log.warning("stopping at step %d: --max-minutes %.1f reached", step, cfg.max_minutes)
+            log.warning("stopping at step %d of %d (time or --stop-after bound); continue with --resume", step, cfg.steps)
             break
     bar.close()
     common.teardown(info)

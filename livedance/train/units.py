@@ -106,7 +106,7 @@ def train_units(
 
     vae_ddp, disc_ddp = common.wrap(vae, info, device), common.wrap(disc, info, device)
     metrics = common.MetricsLog(log_dir or out.with_name(out.stem + ".metrics"), enabled=info.main, resume=resume)
-    stopwatch = common.Stopwatch(cfg.max_minutes)
+    stopwatch = common.Stopwatch(cfg.max_minutes, step, cfg.stop_after)
     stream = common.batches(len(train_idx), cfg.batch, cfg.seed, info)
     for _ in range(step):  # replay the shuffle so a resumed run sees the same batches
         next(stream)
@@ -160,7 +160,7 @@ def train_units(
         step += 1
         bar.update(1)
 
-        stop = stopwatch.expired()
+        stop = stopwatch.expired(step) and step < cfg.steps
         if info.enabled:  # every rank must agree to stop, or the others hang in all-reduce
             flag = torch.tensor([float(stop)])
             dist.all_reduce(flag)
@@ -178,7 +178,7 @@ def train_units(
         if step % cfg.save_every == 0 or step == cfg.steps or stop:
             save(final=step == cfg.steps)
         if stop:
-            log.warning("stopping at step %d: --max-minutes %.1f reached", step, cfg.max_minutes)
+            log.warning("stopping at step %d of %d (time or --stop-after bound); continue with --resume", step, cfg.steps)
             break
     bar.close()
     common.teardown(info)

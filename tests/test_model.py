@@ -1,0 +1,243 @@
+"""Unit VAE, composer state machine and one-file checkpoints."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from livedance.errors import UserError
+from livedance.model import checkpoint as ckpt
+from livedance.model.composer import Composer, ComposerConfig
+from livedance.model.context import ANY_STYLE, DescriptorStats, MusicContext
+from livedance.model.dance import SEAM_FRAMES, DanceModel, NormStats
+from livedance.model.vae import UnitVAE, UnitVAEConfig, VAELossWeights
+from livedance.train.data import synthetic_units
+
+torch.set_num_threads(1)
+
+
+def _model(hidden: int = 32, seed: int = 0) -> DanceModel:
+    torch.manual_seed(seed)
+    data = synthetic_units(takes=4, units_per_take=4)
+    norm = NormStats.fit(data.units)
+    vae = UnitVAE(UnitVAEConfig(hidden=hidden))
+    comp = Composer(ComposerConfig(hidden=hidden, n_styles=2))
+    stats = DescriptorStats.fit(data.tempo, data.energy, data.busyness)
+    starts = ((data.units[:, -2:] - norm.mean) / norm.std)[:8]
+    return DanceModel(vae, comp, norm, stats, starts, list(data.style_names))
+
+
+def _save(model: DanceModel, path: Path, full: bool = True) -> Path:
+    payload = ckpt.make_payload(
+        vae=model.vae,
+        norm=NormStats(model.feat_mean.numpy(), model.feat_std.numpy()),
+        start_poses=model.start_poses.numpy(),
+        style_names=model.style_names,
+        meta={"test": True},
+        composer=model.composer if full else None,
+        descriptors=model.descriptors if full else None,
+    )
+    return ckpt.save_checkpoint(path, payload)
+
+
+def test_vae_overfits_a_tiny_set():
+    torch.manual_seed(0)
+    data = synthetic_units(takes=2, units_per_take=4)
+    norm = NormStats.fit(data.units)
+    x = torch.from_numpy((data.units - norm.mean) / norm.std)  # 8 units
+    vae = UnitVAE(UnitVAEConfig(hidden=64))
+    opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
+    w = VAELossWeights(kl=1e-4)
+    gen = torch.Generator().manual_seed(0)
+
+    def recon() -> float:
+        with torch.no_grad():
+            q_init, q_move = vae.encode(x)
+            return float(torch.nn.functional.mse_loss(vae.decode(q_init.mu, q_move.mu), x))
+
+    before = recon()
+    for _ in range(250):
+        loss = vae(x, w, gen).losses["total"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = recon()
+    assert after < before / 10, (before, after)
+
+
+def test_vae_loss_terms_and_shapes():
+    vae = UnitVAE(UnitVAEConfig(hidden=32))
+    x = torch.randn(3, 32, 148)
+    out = vae(x)
+    assert out.recon.shape == (3, 32, 148)
+    assert out.q_init.mu.shape == (3, 16) and out.q_move.mu.shape == (3, 32)
+    assert set(out.losses) == {"recon", "velocity", "kl", "cross", "latent", "total"}
+    # The augmented copy changes the pose, never the velocities.
+    aug = vae.augment(x, 1.0)
+    assert torch.equal(aug[..., 1:4], x[..., 1:4])
+    assert not torch.allclose(aug[..., 4:], x[..., 4:])
+    assert torch.allclose((aug - x)[:, 0], (aug - x)[:, -1])  # constant over time
+
+
+def test_next_unit_shapes_purity_and_seeds():
+    model = _model()
+    s0 = model.new_state(3, seed=5)
+    ctx = MusicContext(tempo_bpm=np.array([90.0, 120.0, 140.0]), energy=1.0, busyness=0.5, style=ANY_STYLE)
+    a, s1 = model.next_unit(s0, ctx, 1.0)
+    b, _ = model.next_unit(s0, ctx, 1.0)  # same state in -> same unit out: the state is not mutated
+    assert a.shape == (3, 32, 148) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert s1.units == 1 and s0.units == 0
+    c, _ = model.next_unit(model.new_state(3, seed=6), ctx, 1.0)
+    assert not np.allclose(a, c)
+    # Temperature 0 is deterministic whatever the seed's noise.
+    d0, _ = model.next_unit(s0, ctx, 0.0)
+    d1, _ = model.next_unit(model.new_state(3, seed=5), ctx, 0.0)
+    np.testing.assert_array_equal(d0, d1)
+
+
+def test_units_continue_from_the_previous_end():
+    model = _model()
+    state = model.new_state(2, seed=1)
+    ctx = MusicContext()
+    prev, state = model.next_unit(state, ctx)
+    nxt, _ = model.next_unit(state, ctx)
+    pose = np.r_[0, 4:148]
+    # The next unit starts one frame-step beyond where the previous ended (linear extrapolation).
+    expected = prev[:, -1] + (prev[:, -1] - prev[:, -2])
+    np.testing.assert_allclose(nxt[:, 0, pose], expected[:, pose], atol=1e-4)
+    # ... and the easing is gone after SEAM_FRAMES frames (the decoder's own motion resumes).
+    assert SEAM_FRAMES < 32
+
+
+def test_unknown_style_is_a_user_error():
+    model = _model()
+    with pytest.raises(UserError, match="style 9 is unknown"):
+        model.next_unit(model.new_state(1, 0), MusicContext(style=9))
+
+
+def test_descriptor_levels_map_to_training_quantiles():
+    stats = DescriptorStats.fit(np.full(11, 120.0), np.linspace(0.0, 2.0, 11), np.linspace(0, 1, 11))
+    ctx = stats.context_from_levels(tempo_bpm=128.0, energy_level=np.array([0.0, 0.5, 1.0]), busyness_level=0.25)
+    np.testing.assert_allclose(ctx.energy, [0.0, 1.0, 2.0], atol=1e-6)
+    np.testing.assert_allclose(ctx.busyness, 0.25, atol=1e-6)
+    values, style = ctx.batched(3)
+    assert values.shape == (3, 3) and style.tolist() == [ANY_STYLE] * 3
+
+
+def test_next_unit_is_fast_enough_for_live_use():
+    model = _model(hidden=192)  # the shipped size
+    state = model.new_state(1, 0)
+    ctx = MusicContext()
+    for _ in range(3):
+        _, state = model.next_unit(state, ctx)
+    times = []
+    for _ in range(20):
+        t = time.perf_counter()
+        _, state = model.next_unit(state, ctx)
+        times.append(time.perf_counter() - t)
+    assert np.median(times) < 0.010, f"median {np.median(times) * 1e3:.1f} ms per unit"
+
+
+def test_checkpoint_round_trip(tmp_path: Path):
+    model = _model()
+    path = _save(model, tmp_path / "m.pt")
+    loaded = ckpt.load_checkpoint(path)
+    a, _ = model.next_unit(model.new_state(2, 3), MusicContext())
+    b, _ = loaded.next_unit(loaded.new_state(2, 3), MusicContext())
+    np.testing.assert_array_equal(a, b)
+    assert loaded.style_names == model.style_names and loaded.meta["test"] is True
+
+
+def _one_line(exc: pytest.ExceptionInfo[UserError]) -> str:
+    msg = str(exc.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_tampered_weights_are_refused(tmp_path: Path):
+    path = _save(_model(), tmp_path / "m.pt")
+    data = torch.load(path, weights_only=True)
+    key = next(iter(data["weights"]))
+    data["weights"][key] = data["weights"][key] + 1e-3  # a subtle edit, digest left as it was
+    torch.save(data, path)
+    with pytest.raises(UserError) as exc:
+        ckpt.load_checkpoint(path)
+    assert "integrity check" in _one_line(exc)
+
+
+def test_flipped_bytes_are_refused(tmp_path: Path):
+    path = _save(_model(), tmp_path / "m.pt")
+    raw = bytearray(path.read_bytes())
+    mid = len(raw) // 2
+    raw[mid : mid + 16] = bytes(b ^ 0xFF for b in raw[mid : mid + 16])
+    path.write_bytes(bytes(raw))
+    with pytest.raises(UserError) as exc:
+        ckpt.load_checkpoint(path)
+    assert "integrity check" in _one_line(exc) or "corrupt" in str(exc.value)
+
+
+def test_truncated_checkpoint_is_refused(tmp_path: Path):
+    path = _save(_model(), tmp_path / "m.pt")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(UserError) as exc:
+        ckpt.load_checkpoint(path)
+    assert "truncated or corrupt" in _one_line(exc)
+
+
+def _rehash(path: Path, edit) -> None:
+    data = torch.load(path, weights_only=True)
+    edit(data)
+    ckpt.save_checkpoint(path, data)  # a *consistent* file: only the contract/version check can object
+
+
+def test_mismatched_contract_is_refused(tmp_path: Path):
+    path = _save(_model(), tmp_path / "m.pt")
+    _rehash(path, lambda d: d["contract"].update(unit_frames=64))
+    with pytest.raises(UserError) as exc:
+        ckpt.load_checkpoint(path)
+    assert "unit_frames=64" in _one_line(exc) and "unit_frames=32" in str(exc.value)
+    _rehash(path, lambda d: d["contract"].update(unit_frames=32, joint_names=["root"] * 24))
+    with pytest.raises(UserError, match="different joint list"):
+        ckpt.load_checkpoint(path)
+
+
+def test_newer_format_version_is_refused(tmp_path: Path):
+    path = _save(_model(), tmp_path / "m.pt")
+    _rehash(path, lambda d: d.update(format_version=ckpt.FORMAT_VERSION + 1))
+    with pytest.raises(UserError) as exc:
+        ckpt.load_checkpoint(path)
+    assert "upgrade livedance" in _one_line(exc)
+
+
+def test_config_weight_mismatch_is_refused(tmp_path: Path):
+    path = _save(_model(), tmp_path / "m.pt")
+    _rehash(path, lambda d: d["vae_config"].update(hidden=48))
+    with pytest.raises(UserError) as exc:
+        ckpt.load_checkpoint(path)
+    assert "does not match its own model config" in _one_line(exc)
+
+
+def test_foreign_files_are_refused(tmp_path: Path):
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    with pytest.raises(UserError, match="not a livedance checkpoint"):
+        ckpt.load_checkpoint(other)
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": ckpt.FORMAT, "x": Path("/")}, evil)  # an arbitrary pickled object
+    with pytest.raises(UserError) as exc:
+        ckpt.load_checkpoint(evil)
+    assert "corrupt or holds more than tensors" in _one_line(exc)
+    with pytest.raises(UserError, match="not found"):
+        ckpt.load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_units_only_checkpoint_names_the_next_step(tmp_path: Path):
+    path = _save(_model(), tmp_path / "units.pt", full=False)
+    with pytest.raises(UserError) as exc:
+        ckpt.load_checkpoint(path)
+    assert "livedance train composer --units" in _one_line(exc)
