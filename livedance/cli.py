@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=30.0, help="length of the test material, seconds")
     b.add_argument("--live-seconds", type=float, default=10.0, help="length of real-time runs, seconds")
     _add_command(sub, "devices", "livedance.audio.devices:run", "list audio input and output devices")
+    from livedance.live import osc_control  # light: sockets and argparse only
+
+    osc_control.add_arguments(
+        _add_command(sub, "control", "livedance.live.osc_control:run", "send one OSC control message to a running perform")
+    )
     from livedance.eval import cli as eval_cli  # light: argparse set-up only
     from livedance.train import cli as train_cli
 

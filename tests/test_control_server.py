@@ -247,3 +247,16 @@ def test_parser_turns_every_mutation_into_a_parse_or_a_clean_rejection():
     for cut in range(1, len(full)):
         with pytest.raises(IgnoredPacket):
             parse_packet(full[:cut])
+
+
+def test_livedance_control_command_reaches_a_running_server():
+    from livedance.cli import main
+
+    controls = Controls()
+    with ControlServer(controls, "127.0.0.1", 0, secret="k3y") as server:
+        to = f"127.0.0.1:{server.address[1]}"
+        assert main(["--set", 'osc.secret="k3y"', "control", "energy", "-0.25", "--to", to]) == 0
+        assert main(["--set", 'osc.secret="k3y"', "control", "freeze", "--to", to]) == 0
+        client = Client(server)
+        assert client.until(lambda: controls.snapshot().energy_bias == -0.25 and controls.snapshot().frozen)
+        assert main(["control", "loudness", "1", "--to", to]) == 2  # a one-line user error

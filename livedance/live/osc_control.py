@@ -32,6 +32,7 @@ CPU.
 
 from __future__ import annotations
 
+import argparse
 import hmac
 import ipaddress
 import logging
@@ -42,7 +43,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from livedance.config import OscSettings
+from livedance.config import OscSettings, Settings
 from livedance.errors import UserError
 from livedance.live.controls import Controls
 from livedance.outputs.udp import is_loopback, parse_host_port
@@ -335,3 +336,32 @@ def _allowed(ip: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6N
     except ValueError:
         return False
     return any(address in net for net in networks)
+
+
+# -- `livedance control`: send one control message (no controller needed) -----
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help=f"what to change: {', '.join(ADDRESSES)}")
+    parser.add_argument("value", nargs="?", type=float, help="the number, if the control takes one")
+    parser.add_argument("--to", metavar="HOST:PORT", help="where `perform --control` listens (default 127.0.0.1:9001)")
+
+
+def run(args: argparse.Namespace, settings: object) -> int:
+    from livedance.outputs.osc_packing import encode_message
+    from livedance.outputs.udp import UdpSender
+
+    assert isinstance(settings, Settings)
+    if args.name not in ADDRESSES:
+        raise UserError(f"unknown control '{args.name}' (choose one of: {', '.join(ADDRESSES)})")
+    value: list[float | int] = []
+    if args.value is not None:
+        value = [int(args.value) if float(args.value).is_integer() else float(args.value)]
+    host, port = parse_host_port(args.to or settings.osc.control or "", settings.osc.default_control_port, "--to")
+    secret = f"/{settings.osc.secret}" if settings.osc.secret else ""
+    sender = UdpSender(host, port, what="control")
+    sender.send([encode_message(f"{secret}{PREFIX}{args.name}", value)])
+    sender.close()
+    if sender.stats.dropped:
+        raise UserError(f"could not send to {host}:{port}; is `livedance perform --control` running there?")
+    return 0
