@@ -26,7 +26,6 @@ from livedance.outputs.osc_packing import (
     INT,
     FrameTemplate,
     MessageSpec,
-    encode_bundle,
     encode_message,
     ntp_timetag,
 )
