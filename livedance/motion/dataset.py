@@ -4,7 +4,8 @@ Pipeline per file: load (BVH -> retarget onto SMPL, or AIST++ pkl) -> feet on
 the floor -> 60 fps (the kinematic-beat metric's rate) -> tempo and beat
 grid from the kinematic beats (AIST++: tempo from the music ID in the name,
 phase from the motion) -> units of 2 beats warped to 32 frames -> features
-and descriptors. Train takes are added a second time mirrored left/right.
+and descriptors. Train takes are augmented: mirrored left/right, and each
+cut a second time starting one beat later.
 
 Takes and splits: a *take* is one performance, which may have several
 recorded *sequences*: CMU salsa subjects 60 (lead) and 61 (follow) dance the
@@ -19,6 +20,7 @@ mtimes, and :data:`CODE_VERSION` (bump it when the pipeline's output changes).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -26,6 +28,7 @@ import os
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -39,12 +42,12 @@ from livedance.motion.kinematic_beats import METRIC_FPS, beat_grid, estimate_tem
 from livedance.motion.representation import FEATURE_DIM
 from livedance.motion.resample import resample
 from livedance.motion.retarget import retarget
-from livedance.motion.units import UNIT_FRAMES, cut_units
+from livedance.motion.units import BEATS_PER_UNIT, UNIT_FRAMES, cut_units
 
 log = logging.getLogger(__name__)
 
 #: Bump when anything changes what the pipeline produces (invalidates caches).
-CODE_VERSION = 1
+CODE_VERSION = 2
 SPLITS = ("train", "val", "test")
 #: Fractions of each style's takes held out for validation and for test.
 HELD_OUT_FRACTION = 0.1
@@ -72,6 +75,9 @@ class UnitDataset:
         sequence: (U,) int64 index into ``sequence_names`` (one performer's
             continuous recording, or its mirror).
         mirrored: (U,) bool, True for the mirrored augmentation copies.
+        first_beat: (U,) int64, 0 for units cut from the sequence's first
+            beat on; 1 for the train-only augmentation cut from its second
+            beat on (overlapping the first by one beat; fresh seams).
         split: (U,) str "train" / "val" / "test", by take.
         start_time: (U,) float32 seconds into its sequence where the unit starts.
         end_time: (U,) float32 seconds where it ends (the next unit's start).
@@ -90,6 +96,7 @@ class UnitDataset:
     take: np.ndarray
     sequence: np.ndarray
     mirrored: np.ndarray
+    first_beat: np.ndarray
     split: np.ndarray
     start_time: np.ndarray
     end_time: np.ndarray
@@ -114,7 +121,8 @@ class UnitDataset:
             idx = self.indices(s)
             secs = float((self.end_time[idx] - self.start_time[idx]).sum())
             lines.append(
-                f"{s}: {idx.size} units ({int(self.mirrored[idx].sum())} mirrored) from "
+                f"{s}: {idx.size} units ({int((~self.mirrored[idx] & (self.first_beat[idx] == 0)).sum())} "
+                f"unaugmented) from "
                 f"{np.unique(self.take[idx]).size} takes, {secs / 60:.1f} min"
             )
         return "; ".join(lines)
@@ -202,10 +210,9 @@ def load_clip(path: Path) -> MotionClip:
                 motion.skeleton, motion.rotations[::step], motion.translations[::step], motion.fps / step, motion.name
             )
         direct = smpl_from_bvh(motion)
-        if direct is not None:
-            clip = MotionClip(direct[0], direct[1], motion.fps, name=motion.name)
-        else:
-            clip = retarget(motion).clip
+        if direct is None:  # retargeting already puts the feet on the floor
+            return resample(retarget(motion).clip, METRIC_FPS)
+        clip = MotionClip(direct[0], direct[1], motion.fps, name=motion.name)
     return place_on_floor(resample(clip, METRIC_FPS))
 
 
@@ -223,24 +230,30 @@ class _Part:
     take: str
     name: str
     mirrored: bool
+    first_beat: int
 
 
-def _units_of(clip: MotionClip, src: SourceFile, mirror: bool) -> list[_Part]:
+def _units_of(clip: MotionClip, src: SourceFile, augment: bool) -> list[_Part]:
+    """Units of one clip; with ``augment`` (train takes) also its mirror, and
+    both cut a second time starting on the odd beats, so every beat starts a
+    unit once (4 sequences instead of 1)."""
     joints = clip.joints()
     name = aistpp.parse_name(clip.name) if src.path.suffix == ".pkl" else None
     tempo = estimate_tempo(joints, clip.fps, bpm=name.music_bpm if name else None)
     beats = beat_grid(joints, clip.fps, tempo)
     log.debug("%s: %.1f BPM (strength %.2f), %d beats", src.path.name, tempo.bpm, tempo.strength, beats.size)
     parts = []
-    for mirrored in (False, True) if mirror else (False,):
+    for mirrored in (False, True) if augment else (False,):
         c = clip.mirrored() if mirrored else clip
-        cut = cut_units(c, beats)
-        # Mirroring preserves speeds, so descriptors are shared; features are not.
-        desc = describe_units(cut, joints, clip.fps)
-        parts.append(
-            _Part(cut.features, desc.tempo, desc.energy, desc.busyness, cut.start / clip.fps, cut.end / clip.fps,
-                  src.style, src.take, c.name, mirrored)
-        )
+        for first_beat in range(BEATS_PER_UNIT) if augment else (0,):
+            cut = cut_units(c, beats[first_beat:])
+            # Mirroring preserves speeds: the real clip's joints serve both.
+            desc = describe_units(cut, joints, clip.fps)
+            label = c.name + (f"@beat{first_beat}" if first_beat else "")
+            parts.append(
+                _Part(cut.features, desc.tempo, desc.energy, desc.busyness, cut.start / clip.fps,
+                      cut.end / clip.fps, src.style, src.take, label, mirrored, first_beat)
+            )
     return parts
 
 
@@ -260,8 +273,28 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "livedance" / "units"
 
 
+@contextlib.contextmanager
+def _single_threaded_torch() -> Iterator[None]:
+    """The rotation maths runs as many small torch ops; on a busy machine
+    torch's intra-op thread pool spends more time waking threads than
+    working (measured 7x slower with 2 threads under load), so build with one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def build_unit_dataset(sources: list[SourceFile], progress: bool = True) -> UnitDataset:
     """Load, cut and describe every source (no caching)."""
+    with _single_threaded_torch():
+        return _build(sources, progress)
+
+
+def _build(sources: list[SourceFile], progress: bool) -> UnitDataset:
     splits = assign_splits(_group(sources))
     parts: list[_Part] = []
     for src in tqdm(sources, desc="dance units", unit="file", disable=not progress, leave=False):
@@ -270,7 +303,7 @@ def build_unit_dataset(sources: list[SourceFile], progress: bool = True) -> Unit
             log.warning("%s: too short, skipped", src.path)
             continue
         try:
-            parts.extend(_units_of(clip, src, mirror=splits[src.take] == "train"))
+            parts.extend(_units_of(clip, src, augment=splits[src.take] == "train"))
         except ValueError as exc:  # too short for tempo estimation
             log.warning("%s: skipped (%s)", src.path, exc)
     return _assemble(parts, splits)
@@ -312,6 +345,7 @@ def _assemble(parts: list[_Part], splits: dict[str, str]) -> UnitDataset:
         take=per_unit([take_names.index(p.take) for p in parts], np.int64),
         sequence=per_unit(list(range(len(parts))), np.int64),
         mirrored=per_unit([p.mirrored for p in parts], bool),
+        first_beat=per_unit([p.first_beat for p in parts], np.int64),
         split=split,
         start_time=cat("start", np.float32),
         end_time=cat("end", np.float32),
