@@ -5,7 +5,7 @@ number of dancers) into a framebuffer it is given, in four passes:
 
 1. shadow map: every body's depth seen from the key light;
 2. backdrop: a full-screen gradient with a glow and a vignette;
-3. floor: a spotlight pool, soft shadows (12-tap PCF), faded into the backdrop;
+3. floor: a spotlight pool, soft shadows (8-tap PCF), faded into the backdrop;
 4. bodies: skinned in the vertex shader from 24 joint matrices per dancer,
    lit by a warm key, a cool rim that flashes on the beat, and sky/floor ambient.
 
@@ -356,7 +356,10 @@ class SceneRenderer:
         # 1. Shadow map.
         self.shadow_fbo.use()
         self.shadow_fbo.clear(depth=1.0)
-        ctx.enable_only(moderngl.DEPTH_TEST)
+        # Back faces only: half the rasterising, and the depth then lies on the
+        # far side of thin limbs, which keeps acne off lit surfaces.
+        ctx.enable_only(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
+        ctx.cull_face = "front"
         self.shadow_prog["u_light_view_proj"].write(_gl(light_vp))
         for d in range(frame.dancers):
             self.shadow_prog["u_skin"].write(_gl(skins[d]))
@@ -389,6 +392,7 @@ class SceneRenderer:
 
         # 4. Bodies.
         ctx.enable_only(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
+        ctx.cull_face = "back"
         bp = self.body_prog
         bp["u_view_proj"].write(_gl(view.view_proj))
         bp["u_light_view_proj"].write(_gl(light_vp))

@@ -17,7 +17,8 @@ void main() {
     float key_ndl = dot(n, u_key_dir);
     float key = clamp((key_ndl + 0.3) / 1.3, 0.0, 1.0);
     float bias = mix(0.004, 0.0015, clamp(key_ndl, 0.0, 1.0));
-    float vis = shadow_visibility(v_light_clip, bias);
+    // Self-shadow edges are small on screen: 4 taps are enough.
+    float vis = shadow_visibility(v_light_clip, bias, 4);
     vec3 half_dir = normalize(u_key_dir + view);
     float spec = pow(max(dot(n, half_dir), 0.0), 40.0) * 0.25 * step(0.0, key_ndl);
     float fresnel = pow(1.0 - max(dot(n, view), 0.0), 3.0);

@@ -16,7 +16,7 @@ out vec4 f_color;
 void main() {
     vec2 d = v_world.xz - u_floor_center.xz;
     float r = length(d);
-    float vis = shadow_visibility(v_light_clip, 0.002);
+    float vis = shadow_visibility(v_light_clip, 0.002, 8);
     // A soft spotlight pool under the dancers, the stage's main read.
     float pool = 1.0 - smoothstep(0.0, u_spot_radius, r);
     pool = pool * pool * (3.0 - 2.0 * pool);

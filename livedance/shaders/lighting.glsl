@@ -1,7 +1,8 @@
 // Stage lighting shared by the body and the floor: one key light (casts the
 // shadow), a coloured rim light from behind, sky/floor ambient, and a soft
-// shadow looked up with 12 hardware-filtered taps (each tap is already a 2x2
-// bilinear depth comparison, so the penumbra stays smooth at low cost).
+// shadow looked up with up to 12 hardware-filtered taps (each tap is already
+// a 2x2 bilinear depth comparison, so few taps still give a smooth penumbra;
+// on CPU renderers every tap counts).
 uniform vec3 u_key_dir;      // towards the key light, unit
 uniform vec3 u_key_color;
 uniform vec3 u_rim_dir;      // towards the rim light, unit
@@ -19,15 +20,15 @@ const vec2 POISSON[12] = vec2[](
     vec2(0.896, 0.412), vec2(-0.322, -0.933), vec2(-0.792, -0.598)
 );
 
-float shadow_visibility(vec4 light_clip, float bias) {
+float shadow_visibility(vec4 light_clip, float bias, int taps) {
     vec3 p = light_clip.xyz / light_clip.w * 0.5 + 0.5;
     if (p.x <= 0.0 || p.x >= 1.0 || p.y <= 0.0 || p.y >= 1.0 || p.z >= 1.0) {
         return 1.0;
     }
     vec2 texel = u_shadow_softness / vec2(textureSize(u_shadow_map, 0));
     float lit = 0.0;
-    for (int i = 0; i < 12; ++i) {
+    for (int i = 0; i < taps; ++i) {
         lit += texture(u_shadow_map, vec3(p.xy + POISSON[i] * texel, p.z - bias));
     }
-    return lit / 12.0;
+    return lit / float(taps);
 }

@@ -1,0 +1,72 @@
+"""``livedance bench render --json``: offscreen render speed at 720p.
+
+Frames per second of :class:`~livedance.outputs.renderer.OffscreenRenderer`
+(all passes, MSAA resolve and read-back to numpy, i.e. what ``--video``
+pays before encoding) for 1 and 8 dancers, with the default 4x MSAA and
+without it, on whatever EGL gives this machine (Mesa llvmpipe on a CPU-only
+box, where the figure is a floor: any real GPU is far faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import numpy as np
+
+from livedance.config import Settings
+from livedance.frames import Frame
+
+WARMUP = 3  # first frames compile llvmpipe's shader variants
+FRAMES = 30
+
+
+def dance_frames(n: int, dancers: int, fps: float = 60.0) -> list[Frame]:
+    """A deterministic swinging dance, different every frame (the skinning can't be cached)."""
+    from livedance.skeleton import JOINT_INDEX, REST_PELVIS_HEIGHT, axis_angle_to_matrix
+
+    t = np.arange(n)[:, None] / fps + np.arange(dancers)[None, :] * 0.3  # (n, D)
+    aa = np.zeros((n, dancers, 24, 3), dtype=np.float32)
+    s = np.sin(2 * np.pi * t)
+    aa[..., JOINT_INDEX["left_shoulder"], 2] = -0.6 + 0.5 * s
+    aa[..., JOINT_INDEX["right_shoulder"], 2] = 0.6 + 0.5 * s
+    aa[..., JOINT_INDEX["left_elbow"], 1] = -0.8 - 0.4 * s
+    aa[..., JOINT_INDEX["left_hip"], 0] = -0.4 * np.maximum(s, 0)
+    aa[..., JOINT_INDEX["left_knee"], 0] = 0.8 * np.maximum(s, 0)
+    aa[..., JOINT_INDEX["spine2"], 1] = 0.3 * s
+    trans = np.zeros((n, dancers, 3), dtype=np.float32)
+    trans[..., 1] = REST_PELVIS_HEIGHT + 0.03 * s
+    rot = axis_angle_to_matrix(aa)
+    return [
+        Frame.from_pose(i, i / fps, 0.0, rot[i], trans[i], beat_phase=float(t[i, 0] % 1.0), confidence=0.9)
+        for i in range(n)
+    ]
+
+
+def measure(width: int, height: int, dancers: int, samples: int) -> dict[str, Any]:
+    from livedance.outputs.renderer import OffscreenRenderer
+
+    frames = dance_frames(WARMUP + FRAMES, dancers)
+    with OffscreenRenderer(width, height, samples=samples) as renderer:
+        for f in frames[:WARMUP]:
+            renderer.render(f)
+        start = time.perf_counter()
+        for f in frames[WARMUP:]:
+            renderer.render(f)
+        seconds = time.perf_counter() - start
+        gl_renderer = renderer.ctx.info["GL_RENDERER"]
+    return {"fps": round(FRAMES / seconds, 2), "ms_per_frame": round(1000 * seconds / FRAMES, 2), "renderer": gl_renderer}
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    width, height = 1280, 720
+    result: dict[str, Any] = {"benchmark": "render", "width": width, "height": height, "frames": FRAMES}
+    for dancers in (1, 8):
+        for samples in (4, 0):
+            r = measure(width, height, dancers, samples)
+            result["gl_renderer"] = r.pop("renderer")
+            result[f"dancers_{dancers}_msaa_{samples}"] = r
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return 0
