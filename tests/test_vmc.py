@@ -158,3 +158,19 @@ def test_vmc_datagrams_fit_the_lan_mtu():
     assert all(len(d) <= 1400 for d in datagrams)
     assert all(OscBundle.dgram_is_bundle(d) for d in datagrams)
     assert all(d[8:16] == (1).to_bytes(8, "big") for d in datagrams)  # "immediately"
+
+
+def test_handedness_formula_matches_the_documentation():
+    """README/vmc.py promise positions (-x, y, z) and quaternions (x, -y, -z, w)."""
+    from livedance.outputs.vmc import UNITY
+
+    rng = np.random.default_rng(9)
+    q = sk.axis_angle_to_quaternion(rng.normal(size=(50, 3)))
+    w, x, y, z = q.T
+    np.testing.assert_allclose(UNITY.quaternions_xyzw(q), np.stack([x, -y, -z, w], axis=1), atol=1e-7)
+    p = rng.normal(size=(50, 3))
+    np.testing.assert_allclose(UNITY.positions(p), p * [-1, 1, 1], atol=1e-6)
+    # Conjugating by the mirror is what the quaternion change does to the matrix.
+    s = np.diag([-1.0, 1.0, 1.0])
+    mirrored = s @ sk.quaternion_to_matrix(q) @ s
+    np.testing.assert_allclose(_unity_quat_to_matrix(UNITY.quaternions_xyzw(q)), mirrored, atol=1e-6)
