@@ -108,15 +108,15 @@ class UdpSender:
             self._sockaddr = sockaddr
             self._log_once(exc)
 
-    def send(self, datagrams: Iterable[object]) -> None:
+    def send(self, datagrams: Iterable[bytes | memoryview]) -> None:
         """Hand each datagram to the kernel; drop (and count) what it will not take now."""
         stats = self.stats
         for dgram in datagrams:
             try:
                 if self._sockaddr is None:
-                    stats.bytes += self._sock.send(dgram)  # type: ignore[arg-type]
+                    stats.bytes += self._sock.send(dgram)
                 else:
-                    stats.bytes += self._sock.sendto(dgram, self._sockaddr)  # type: ignore[arg-type]
+                    stats.bytes += self._sock.sendto(dgram, self._sockaddr)
                 stats.packets += 1
             except OSError as exc:
                 stats.dropped += 1
