@@ -482,19 +482,23 @@ class OffscreenRenderer:
         if dt is not None and not 0.0 <= dt < 1.0:
             dt = None
         self._last_time = frame.time
-        target = self._msaa or self._fbo
-        self.scene.draw(frame, target, self.camera, dt)
-        if self._msaa is not None:
-            self.ctx.copy_framebuffer(self._fbo, self._msaa)
-        data = self._fbo.read(components=3, alignment=1)
+        # Make our context current: another renderer in this thread may have
+        # been created (or released) since, which changes the current context.
+        with self.ctx:
+            target = self._msaa or self._fbo
+            self.scene.draw(frame, target, self.camera, dt)
+            if self._msaa is not None:
+                self.ctx.copy_framebuffer(self._fbo, self._msaa)
+            data = self._fbo.read(components=3, alignment=1)
         return np.frombuffer(data, dtype=np.uint8).reshape(self.size[1], self.size[0], 3)[::-1]
 
     def release(self) -> None:
-        self.scene.release()
-        if self._msaa is not None:
-            self._msaa.release()
-        for obj in (*self._msaa_attachments, self._fbo, self._color, self._depth):
-            obj.release()
+        with self.ctx:
+            self.scene.release()
+            if self._msaa is not None:
+                self._msaa.release()
+            for obj in (*self._msaa_attachments, self._fbo, self._color, self._depth):
+                obj.release()
         self.ctx.release()
 
     def __enter__(self) -> "OffscreenRenderer":
