@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="compact single-line JSON (default: indented)")
     b.add_argument("--seconds", type=float, default=30.0, help="length of the test material, seconds")
     b.add_argument("--live-seconds", type=float, default=10.0, help="length of real-time runs, seconds")
+    r = _add_command(sub, "render", "livedance.outputs.video:run_render", "render a motion file to video with its music (offscreen)")
+    r.add_argument("motion", help="motion file (.npz with poses, trans, fps[, beats])")
+    r.add_argument("-o", "--out", required=True, metavar="OUT.mp4", help="video file to write")
+    r.add_argument("--audio", metavar="SONG", help="music to mux (the song the motion was made for)")
+    r.add_argument("--size", metavar="WxH", help="frame size, e.g. 1920x1080 (default: viewer.width x viewer.height)")
+    r.add_argument("--audio-offset", type=float, default=0.0, metavar="S", help="music time of the first frame")
     _add_command(sub, "devices", "livedance.audio.devices:run", "list audio input and output devices")
     from livedance.live import osc_control  # light: sockets and argparse only
 
