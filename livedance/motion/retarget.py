@@ -216,6 +216,15 @@ def _kabsch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.swapaxes(vt, 1, 2) @ fix @ np.swapaxes(u, 1, 2)
 
 
+def _body_frame(joints: np.ndarray) -> np.ndarray:
+    """(24, 3) SMPL-ordered joint positions -> (3, 3) body axes (left, up, forward) as columns."""
+    idx = sk.JOINT_INDEX
+    left = _normalize(joints[idx["left_hip"]] - joints[idx["right_hip"]])
+    up = joints[idx["neck"]] - joints[idx["pelvis"]]
+    up = _normalize(up - (up @ left) * left)
+    return np.stack([left, up, np.cross(left, up)], axis=1)
+
+
 def _up_axis_rotation(up: np.ndarray) -> np.ndarray:
     """Rotation taking the file axis nearest to ``up`` onto +y (identity for y-up files)."""
     k = int(np.argmax(np.abs(up)))
@@ -277,12 +286,9 @@ def retarget(motion: BvhMotion, joint_map: JointMap | None = None) -> RetargetRe
     world = scale * (world @ w.T)
     glob_w = w @ glob  # rest-relative rotations, now landing in the y-up world
 
-    # The source rest body's own frame (left, up, forward), not snapped:
-    # R_fix below first turns SMPL's rest body into it, then fixes each bone.
-    left = _normalize(rest_anchor[idx["left_hip"]] - rest_anchor[idx["right_hip"]])
-    upr = rest_anchor[idx["neck"]] - rest_anchor[idx["pelvis"]]
-    upr = _normalize(upr - (upr @ left) * left)
-    rest_frame = np.stack([left, upr, np.cross(left, upr)], axis=1)  # columns
+    # Turn SMPL's rest body into the source's rest body as a whole (their
+    # body frames: left, up, forward); the per-bone fixes below do the rest.
+    rest_frame = _body_frame(rest_anchor) @ _body_frame(sk.REST_JOINTS).T
 
     n = len(motion)
     g = np.empty((n, sk.NUM_JOINTS, 3, 3))
