@@ -176,7 +176,7 @@ def train_composer(
 
     fingerprint = {
         "stage": "composer",
-        "train": {k: v for k, v in cfg.to_dict().items() if k not in ("steps", "max_minutes", "threads", "val_every", "save_every")},
+        "train": {k: v for k, v in cfg.to_dict().items() if k not in ("steps", "max_minutes", "stop_after", "threads", "val_every", "save_every")},
         "model": model_cfg.to_dict(),
         "loss": asdict(w),
         "window": window,

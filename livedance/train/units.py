@@ -86,7 +86,7 @@ def train_units(
 
     fingerprint = {
         "stage": "units",
-        "train": {k: v for k, v in cfg.to_dict().items() if k not in ("steps", "max_minutes", "threads", "val_every", "save_every")},
+        "train": {k: v for k, v in cfg.to_dict().items() if k not in ("steps", "max_minutes", "stop_after", "threads", "val_every", "save_every")},
         "model": model_cfg.to_dict(),
         "loss": asdict(w),
         "units": int(len(units)),
