@@ -351,6 +351,11 @@ class Viewer:
             if not 0 <= s.screen < len(screens):
                 raise UserError(f"viewer.screen = {s.screen}, but there are {len(screens)} screens (use 0..{len(screens) - 1})")
             screen = screens[s.screen]
+        width, height = s.width, s.height
+        if fullscreen and screen is not None:
+            # Size the window to the screen ourselves: a bare X server (a typical
+            # kiosk, no window manager) ignores the fullscreen hint.
+            width, height = screen.width, screen.height
         window = None
         # Prefer a multisampled, vsynced 3.3 core context; fall back to no MSAA.
         for samples in ((s.msaa, 0) if s.msaa > 1 else (0,)):
@@ -360,7 +365,7 @@ class Viewer:
             )
             try:
                 window = pyglet.window.Window(
-                    width=s.width, height=s.height, caption="livedance", resizable=True, vsync=s.vsync,
+                    width=width, height=height, caption="livedance", resizable=True, vsync=s.vsync,
                     fullscreen=fullscreen, screen=screen, config=config,
                 )
                 break
@@ -369,6 +374,8 @@ class Viewer:
         if window is None:
             raise UserError("the display offers no OpenGL 3.3 context; update the graphics driver or Mesa")
         self._window = window
+        if fullscreen and screen is not None:
+            window.set_location(screen.x, screen.y)
         if self.kiosk:
             window.set_mouse_visible(False)
         window.push_handlers(
@@ -423,6 +430,19 @@ class Viewer:
         width, height = self._window.get_framebuffer_size()
         screen = self._ctx.screen
         self._scene.draw(shown, screen, self._camera, dt, viewport=(0, 0, width, height))
+        self.stats.frames_drawn += 1
+        if dt:
+            # Smoothed, so the HUD is readable; seeded with the first interval.
+            rate = 1.0 / dt
+            self.stats.fps = rate if self.stats.fps == 0.0 else self.stats.fps + (rate - self.stats.fps) * 0.05
+        self.stats.frames_received = self._mailbox.received
+        self.stats.frames_dropped = self._mailbox.dropped
+        if self.hud:
+            import moderngl
+
+            # pyglet draws its text with its own shaders and state; give it a clean slate.
+            self._ctx.enable_only(moderngl.NOTHING)
+            self._hud.draw(shown, self.stats, self._window.width, self._window.height)
         if self._screenshot_requested.is_set():
             self._screenshot_requested.clear()
             # Read the back buffer before flip(): the front buffer's content is undefined.
@@ -432,17 +452,6 @@ class Viewer:
             # framebuffer doesn't have: GL flags INVALID_OPERATION but reads the back
             # buffer. Consume the flag, or pyglet's error check trips over it later.
             _ = self._ctx.error
-        self.stats.frames_drawn += 1
-        if dt:
-            self.stats.fps += (1.0 / dt - self.stats.fps) * 0.05
-        self.stats.frames_received = self._mailbox.received
-        self.stats.frames_dropped = self._mailbox.dropped
-        if self.hud:
-            import moderngl
-
-            # pyglet draws its text with its own shaders and state; give it a clean slate.
-            self._ctx.enable_only(moderngl.NOTHING)
-            self._hud.draw(shown, self.stats, self._window.width, self._window.height)
 
     # -- watchdog callbacks (watchdog thread) ------------------------------------
 
@@ -557,8 +566,8 @@ class _Hud:
             "", font_size=13, x=16, y=16, anchor_y="bottom", color=(235, 235, 245, 230), batch=self._batch
         )
         self._help = pyglet.text.Label(
-            "H hud  F fullscreen  drag orbit  wheel zoom  SPACE freeze  T tap  0-9 style  UP/DOWN energy  +/- dancers",
-            font_size=10, x=16, y=40, anchor_y="bottom", color=(180, 180, 200, 160), batch=self._batch,
+            "H hud  F full  drag/wheel camera  SPACE freeze  T tap  0-9 style  \u2191\u2193 energy  +- dancers",
+            font_size=9, x=16, y=40, anchor_y="bottom", color=(180, 180, 200, 160), batch=self._batch,
         )
         self._flash = pyglet.shapes.Rectangle(16, 62, 18, 18, color=(255, 190, 90), batch=self._batch)
         self._conf_bg = pyglet.shapes.Rectangle(42, 68, 120, 6, color=(70, 70, 90), batch=self._batch)
