@@ -29,8 +29,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     eps = 1e-6 * np.eye(a.shape[1])  # few samples: keep the covariances invertible
-    covmean, _ = linalg.sqrtm((s1 + eps) @ (s2 + eps), disp=False)
-    covmean = np.real(covmean)
+    covmean = np.real(linalg.sqrtm((s1 + eps) @ (s2 + eps)))
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2.0 * covmean))
 
 
