@@ -126,7 +126,7 @@ def test_assign_splits_is_stable_and_by_take():
     s1 = assign_splits(takes)
     s2 = assign_splits({"a": list(reversed(takes["a"])), "b": ["y", "x"]})
     assert s1 == s2
-    assert sorted(s1[t] for t in takes["a"]).count("test") == 2
+    assert sorted(s1[t] for t in takes["a"]).count("test") == 3  # 15% of 20
     assert s1["x"] == s1["y"] == "train"  # too few takes to hold any out
 
 

@@ -47,10 +47,10 @@ from livedance.motion.units import BEATS_PER_UNIT, UNIT_FRAMES, cut_units
 log = logging.getLogger(__name__)
 
 #: Bump when anything changes what the pipeline produces (invalidates caches).
-CODE_VERSION = 2
+CODE_VERSION = 3
 SPLITS = ("train", "val", "test")
 #: Fractions of each style's takes held out for validation and for test.
-HELD_OUT_FRACTION = 0.1
+HELD_OUT_FRACTION = 0.15
 #: CMU subjects who recorded their trials as the partner of another subject
 #: (salsa: 61 follows 60's lead in the same trials).
 CMU_PARTNERS = {61: 60}
