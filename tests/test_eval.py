@@ -118,7 +118,7 @@ def test_eval_writes_a_report(tmp_path: Path):
     assert main(["eval", "--checkpoint", str(ckpt), "--data", "synthetic", "--report", str(report), "--dances", "4",
                  "--units", "8"]) == 0
     text = (report / "report.md").read_text()
-    for name in ("real test takes", "random units", "nearest-neighbour retrieval", "## Targets", "speed_beats.png"):
+    for name in ("real held-out takes", "random units", "nearest-neighbour retrieval", "## Targets", "speed_beats.png"):
         assert name in text
     for png in ("speed_beats.png", "latent_map.png", "metrics.png"):
         assert (report / png).stat().st_size > 1000

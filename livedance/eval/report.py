@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from livedance.eval import metrics as M
-from livedance.eval.dances import Dance, generated_dances, random_dances, real_dances, retrieval_dances, scripts
+from livedance.eval.dances import HELD_OUT, Dance, generated_dances, random_dances, real_dances, retrieval_dances, scripts
 from livedance.eval.features import geometric_features, kinetic_features
 from livedance.motion.kinematic_beats import beat_alignment_score, kinematic_beats, smoothed_speed
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 SEGMENT_UNITS = 4
 
 SYSTEMS = ("real", "generated", "random", "retrieval")
-LABELS = {"real": "real test takes", "generated": "livedance (this checkpoint)", "random": "random units",
+LABELS = {"real": "real held-out takes", "generated": "livedance (this checkpoint)", "random": "random units",
           "retrieval": "nearest-neighbour retrieval"}
 
 
@@ -73,9 +73,9 @@ def evaluate(model: Any, data: Any, dances: int, units: int, seed: int, temperat
 
     plan = scripts(data, dances, units)
     if not plan:
-        raise UserError("--data has no test (or val) takes to compare against; give the folders the model was trained on")
+        raise UserError("--data has no held-out (test/val) takes to compare against; give the folders the model was trained on")
     sets = {
-        "real": real_dances(data, "test") or real_dances(data, "val"),
+        "real": real_dances(data),
         "generated": generated_dances(model, plan, seed, temperature),
         "random": random_dances(data, plan, seed),
         "retrieval": retrieval_dances(data, plan, seed),
@@ -139,13 +139,12 @@ def _plots(out: Path, scores: dict[str, SystemScores], sets: dict[str, list[Danc
     plt.close(fig)
     names.append("speed_beats.png")
 
-    # 2. Latent map: movement codes of real test units (by energy) and generated ones, first two principal axes.
+    # 2. Latent map: movement codes of real held-out units (by energy) and generated ones, first two principal axes.
     import torch
 
     from livedance.train.data import split_indices
 
-    idx = split_indices(data, "test")
-    idx = idx if len(idx) else split_indices(data, "val")
+    idx = np.concatenate([split_indices(data, s) for s in HELD_OUT])
     with torch.no_grad():
         x = model.normalise(torch.as_tensor(np.asarray(data.units)[idx]))
         real = model.vae.move_encoder(x).mu.numpy()
@@ -154,7 +153,7 @@ def _plots(out: Path, scores: dict[str, SystemScores], sets: dict[str, list[Danc
     _, _, vt = np.linalg.svd(real - mu, full_matrices=False)
     pr, pg = (real - mu) @ vt[:2].T, (gen - mu) @ vt[:2].T
     fig, ax = plt.subplots(figsize=(6, 5))
-    sc = ax.scatter(pr[:, 0], pr[:, 1], c=data.energy[idx], s=12, cmap="viridis", label="real test units")
+    sc = ax.scatter(pr[:, 0], pr[:, 1], c=data.energy[idx], s=12, cmap="viridis", label="real held-out units")
     ax.scatter(pg[:, 0], pg[:, 1], marker="x", s=14, c="tab:red", alpha=0.6, label="generated")
     fig.colorbar(sc, label="unit energy (m/s)")
     ax.set_title("movement codes, first two principal axes", fontsize=9)
@@ -189,7 +188,7 @@ def write_report(out: Path, scores: dict[str, SystemScores], sets: dict[str, lis
         "# livedance evaluation report", "",
         f"Checkpoint: `{checkpoint}`  ", f"Command: `{command}`", "",
         f"Dances: {len(sets['generated'])} generated, each to the descriptor sequence (tempo, energy, busyness, style) "
-        f"of a held-out take; {len(sets['real'])} real held-out takes as the reference. All systems rendered the same "
+        f"of a held-out take; {len(sets['real'])} real held-out sequences (test and val takes) as the reference. All systems rendered the same "
         "way (units stretched onto their beats, 60 fps). FID and diversity on features of 8-beat segments, "
         "standardised by the real set's statistics.", "",
         "| system | " + " | ".join(cols) + " |",
