@@ -180,16 +180,20 @@ def idle_frame(t: float, dancers: int = 1, index: int = 0) -> Frame:
     breath = np.sin(phase * 2.0 * math.pi / 3.5)
     aa[:, JOINT_INDEX["left_shoulder"], 2] = -1.2 + 0.04 * breath
     aa[:, JOINT_INDEX["right_shoulder"], 2] = 1.2 - 0.04 * breath
-    aa[:, JOINT_INDEX["left_elbow"], 1] = -0.25
-    aa[:, JOINT_INDEX["right_elbow"], 1] = 0.25
+    aa[:, JOINT_INDEX["left_collar"], 2] = -0.1  # dropping the collars too keeps the shoulders round
+    aa[:, JOINT_INDEX["right_collar"], 2] = 0.1
+    aa[:, JOINT_INDEX["left_elbow"], 1] = -0.35
+    aa[:, JOINT_INDEX["right_elbow"], 1] = 0.35
+    aa[:, [JOINT_INDEX["left_knee"], JOINT_INDEX["right_knee"]], 0] = 0.12 + 0.03 * breath[:, None]
     aa[:, JOINT_INDEX["pelvis"], 2] = 0.04 * sway
     aa[:, JOINT_INDEX["spine2"], 2] = -0.05 * sway
     aa[:, JOINT_INDEX["neck"], 0] = 0.05 + 0.02 * breath
-    aa[:, JOINT_INDEX["left_hip"], 2] = -0.04 * sway + 0.05
-    aa[:, JOINT_INDEX["right_hip"], 2] = -0.04 * sway - 0.05
+    aa[:, JOINT_INDEX["left_hip"]] = np.stack([np.full(dancers, -0.06), np.zeros(dancers), -0.04 * sway - 0.02], axis=1)
+    aa[:, JOINT_INDEX["right_hip"]] = np.stack([np.full(dancers, -0.06), np.zeros(dancers), -0.04 * sway + 0.02], axis=1)
+    aa[:, [JOINT_INDEX["left_ankle"], JOINT_INDEX["right_ankle"]], 0] = -0.06
     trans = np.zeros((dancers, 3), dtype=np.float32)
     trans[:, 0] = 0.03 * sway
-    trans[:, 1] = REST_PELVIS_HEIGHT - 0.01
+    trans[:, 1] = REST_PELVIS_HEIGHT - 0.015 - 0.005 * breath
     return Frame.from_pose(index, t, time.time(), axis_angle_to_matrix(aa), trans)
 
 
