@@ -123,6 +123,20 @@ def test_missing_smpl_model_falls_back_to_builtin_with_warning(caplog: pytest.Lo
     assert any("built-in body" in r.getMessage() for r in caplog.records)
 
 
+def test_unreadable_smpl_model_falls_back_too(caplog: pytest.LogCaptureFixture, tmp_path) -> None:
+    junk = tmp_path / "SMPL_NEUTRAL.pkl"
+    junk.write_bytes(b"not a model")
+    with caplog.at_level(logging.WARNING, logger="livedance.outputs.body"):
+        assert load_body(str(junk)).name == "built-in"
+    assert any("built-in body" in r.getMessage() for r in caplog.records)
+
+
+def test_empty_stage_renders(renderer: OffscreenRenderer) -> None:
+    empty = Frame.from_pose(0, 0.0, 0.0, np.zeros((0, 24, 3, 3), np.float32), np.zeros((0, 3), np.float32))
+    img = renderer.render(empty)
+    assert not green_mask(img).any() and img.mean() > 2  # stage drawn, nobody on it
+
+
 def test_offscreen_render_shows_the_body_where_the_skeleton_is(renderer: OffscreenRenderer) -> None:
     frame = pose()
     img = renderer.render(frame)

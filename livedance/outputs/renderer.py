@@ -347,6 +347,8 @@ class SceneRenderer:
         offsets = lane_offsets(frame.dancers, self.spacing)
         skins = skin_matrices(frame, self._rest, offsets.astype(np.float32))
         all_joints = (np.asarray(frame.joints) + offsets[:, None, :]).reshape(-1, 3)
+        if not len(all_joints):  # no dancers: frame an empty stage around the origin
+            all_joints = np.array([[0.0, look.floor_y, 0.0], [0.0, look.floor_y + 1.7, 0.0]])
         lo, hi = self.framer.update(all_joints, look.floor_y, dt)
         vp = viewport or (0, 0, *target.size)
         view = frame_view(camera, lo, hi, vp[2] / max(vp[3], 1))
