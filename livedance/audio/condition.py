@@ -50,5 +50,7 @@ class Conditioner:
         np.clip(x, -_LIMIT, _LIMIT, out=x)
         if self._resampler is not None:
             x = self._resampler.resample_chunk(x, last=last)
+        if x.shape[0] == 0:  # the resampler is still filling its delay line
+            return np.zeros(0, dtype=np.float32)
         y, self._zi = lfilter([1.0, -1.0], [1.0, -_DC_POLE], x, zi=self._zi)
         return y.astype(np.float32)

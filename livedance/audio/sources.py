@@ -25,6 +25,7 @@ from livedance.errors import UserError
 log = logging.getLogger(__name__)
 
 _MAX_BLOCK = 16384  # largest device block the callback's scratch buffer takes
+_FIRST_BLOCK_GRACE = 2.0  # seconds a new stream may take to deliver its first block
 
 
 class _Source:
@@ -82,6 +83,7 @@ class DeviceSource(_Source):
         self._last_progress = time.monotonic()
         self._seen_callbacks = 0
         self._next_retry = 0.0
+        self._retries = 0
         self.device_lost = False
         self.lost_count = 0
         self.samples_read = 0  # analysis-rate samples delivered
@@ -117,16 +119,28 @@ class DeviceSource(_Source):
 
     def start(self) -> None:
         self._open(first=True)
+        # The first PortAudio->PulseAudio stream of a process takes ~1.5 s to
+        # deliver its first block here; return only once audio flows, so the
+        # caller's clock does not start on seconds of nothing.
+        t_end = time.monotonic() + self.settings.stall_seconds + _FIRST_BLOCK_GRACE
+        while self._callbacks == 0 and time.monotonic() < t_end:
+            time.sleep(0.005)
+        if self._callbacks == 0:
+            log.warning("audio input '%s' opened but delivers no audio yet", self.device.name)
+        self._last_progress = time.monotonic()
 
     def _open(self, first: bool = False) -> bool:
         sd = _sd()
         try:
             if not first:
-                # A device that came back may have a new index; PortAudio only
-                # rescans on re-initialisation.
-                sd._terminate()
-                sd._initialize()
-                self.device = find_device(self.settings.device, "input")
+                self._retries += 1
+                if self._retries % 5 == 0:
+                    # A device that came back may have a new index; PortAudio
+                    # only rescans on re-initialisation (which also stops any
+                    # other stream in this process, hence not every time).
+                    sd._terminate()
+                    sd._initialize()
+                    self.device = find_device(self.settings.device, "input")
             stream = sd.InputStream(
                 device=self.device.index,
                 channels=self.channels,
@@ -144,7 +158,9 @@ class DeviceSource(_Source):
             log.debug("audio input still unavailable: %s", exc)
             return False
         self._stream = stream
-        self._last_progress = time.monotonic()
+        # Grace period: a fresh PulseAudio stream can take ~1.5 s to deliver
+        # its first block, which is not a lost device.
+        self._last_progress = time.monotonic() + _FIRST_BLOCK_GRACE
         self._seen_callbacks = self._callbacks
         if not first:
             log.warning("audio input '%s' is back", self.device.name)
