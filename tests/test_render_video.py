@@ -131,3 +131,26 @@ def test_render_command_writes_a_video(tmp_path: Path, song: Path) -> None:
     assert code == 0
     assert int(probe(out)["video"]["nb_read_frames"]) == 10
     assert main(["render", str(tmp_path / "missing.npz"), "-o", str(out)]) == 2
+
+
+def test_no_egl_is_a_one_line_error_with_the_fix(tmp_path: Path) -> None:
+    """A machine without a loadable libEGL: `livedance render` says what to install."""
+    import os
+    import sys
+
+    fake = tmp_path / "lib"
+    fake.mkdir()
+    for name in ("libEGL.so.1", "libEGL.so"):
+        (fake / name).write_text("not a library")  # dlopen finds this first and fails
+    poses, trans = motion(3)
+    np.savez(tmp_path / "m.npz", poses=poses, trans=trans, fps=FPS)
+    env = dict(os.environ, LD_LIBRARY_PATH=str(fake))
+    proc = subprocess.run(
+        [sys.executable, "-m", "livedance.cli", "render", str(tmp_path / "m.npz"), "-o", str(tmp_path / "x.mp4"),
+         "--size", f"{W}x{H}"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("livedance:")]
+    assert len(lines) == 1 and "EGL" in lines[0] and "apt-get install libegl1" in lines[0]
+    assert not (tmp_path / "x.mp4").exists()  # no empty, broken video left behind

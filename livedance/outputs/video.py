@@ -239,6 +239,12 @@ class VideoWriter:
         self._stderr.seek(0)
         err = self._stderr.read().decode(errors="replace").strip()
         self._stderr.close()
+        if self.frames_written == 0:
+            # Nothing was danced (stopped before the first frame, or rendering
+            # failed): leave no broken, empty video behind.
+            self.path.unlink(missing_ok=True)
+            log.warning("video: no frames were written; %s not created", self.path)
+            return
         if code != 0:
             last = err.splitlines()[-1] if err else f"exit code {code}"
             raise UserError(f"ffmpeg could not write {self.path}: {last}")
@@ -251,7 +257,13 @@ class VideoWriter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         # Finish the file even on error or Ctrl-C: a partial dance is still a video.
-        self.close()
+        if exc is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception as close_exc:  # noqa: BLE001 - keep the original error in front
+            log.warning("video: could not finish %s after an error: %s", self.path, close_exc)
 
 
 _REPEAT = object()  # queue marker: repeat the last image
