@@ -117,7 +117,7 @@ class BeatTracker:
         self._candidate_count = 0
         self._anchor = -1.0  # fractional hop index of the last beat
         self._beat_period = self.period
-        self._last_event = -math.inf  # hop index (fractional) of the last emitted beat
+        self._last_event = -math.inf  # audio time of the last reported beat
         self._confidence = 0.0
         self._strength = 0.0
 
@@ -157,15 +157,15 @@ class BeatTracker:
         if t % 2 == 0:
             self._update_tempo()
         self._dp(x)
-        if self._heard_recently():
+        if self._heard_recently(0.75):
             self._predict()
         # else: a break; keep anchor and period, so predictions coast on the
         # last tempo and the first beats after it land in phase.
         return self._report()
 
-    def _heard_recently(self) -> bool:
-        """Was there any real onset within the last 1.25 beats?"""
-        n = min(int(1.25 * self.period) + 1, self._hist_len)
+    def _heard_recently(self, beats: float = 1.25) -> bool:
+        """Was there any real onset within the last ``beats`` beats?"""
+        n = min(int(beats * self.period) + 1, self._hist_len)
         return bool(self._onsets.last(n).max() >= self.settings.gate)
 
     def _update_tempo(self) -> None:
@@ -276,27 +276,28 @@ class BeatTracker:
         periodic = min(1.0, max(0.0, (self._strength - 1.0) / 1.5))
         self._confidence = act * periodic
         beat, beat_time = False, None
+        now = (t + 1) / self.frame_rate
+        period_s = period / self.frame_rate
         if self._anchor >= 0:
-            # Beats at anchor + k*period; any that has arrived and not been reported fires now.
-            k_now = math.floor((now_hop - self._anchor) / period)
-            due = self._anchor + k_now * period
-            late = now_hop - due
+            # Beats at anchor + k*period in audio time; the one the audio has
+            # just reached fires now, if it was not reported already.
+            anchor = self._hop_time(self._anchor)
+            due = anchor + math.floor((now - anchor) / period_s) * period_s
             if (
                 self._heard_recently()
-                and due - self._last_event > 0.5 * period
-                and late <= s.max_late * period
+                and due - self._last_event > 0.5 * period_s
+                and now - due <= s.max_late * period_s
                 and self._confidence >= s.min_confidence
             ):
-                beat, beat_time = True, float(self._hop_time(due))
+                beat, beat_time = True, float(due)
                 self._last_event = due
-            last = self._anchor + k_now * period
-            phase = ((now_hop - last) / period) % 1.0
-            nxt = tuple(self._hop_time(self._anchor + (k_now + i) * period) for i in range(1, s.lookahead_beats + 1))
+            phase = ((now - due) / period_s) % 1.0
         else:
-            phase, nxt = 0.0, tuple(self._hop_time(now_hop + i * period) for i in range(1, s.lookahead_beats + 1))
+            due, phase = now, 0.0
+        nxt = tuple(float(due + i * period_s) for i in range(1, s.lookahead_beats + 1))
         return BeatState(
             time=(t + 1) / self.frame_rate,
-            tempo=60.0 * self.frame_rate / period,
+            tempo=float(60.0 * self.frame_rate / period),
             phase=phase,
             confidence=self._confidence,
             next_beats=nxt,

@@ -1,0 +1,146 @@
+"""The causal beat tracker on synthetic music with known beats."""
+
+from __future__ import annotations
+
+import mir_eval
+import numpy as np
+import pytest
+
+from livedance.config import BeatSettings, FeatureSettings
+from livedance.music.beats import BeatState, BeatTracker
+from livedance.music.features import FeatureExtractor
+from livedance.music.synth import drum_track
+
+SR, HOP = 22050, 512
+WINDOW = 0.07  # the usual 70 ms beat-matching tolerance
+
+
+def analyse(y: np.ndarray) -> tuple[list[BeatState], np.ndarray, BeatTracker]:
+    fx = FeatureExtractor(FeatureSettings(), SR, HOP)
+    tracker = BeatTracker(BeatSettings(), fx.frame_rate, fx.onset_latency)
+    states = tracker.process(fx(y).onset)
+    events = np.array([s.beat_time for s in states if s.beat], dtype=np.float64)
+    return states, events, tracker
+
+
+def f_after_lock(truth: np.ndarray, events: np.ndarray, lock_beats: int = 4) -> float:
+    """F-measure from the (lock_beats+1)-th true beat on."""
+    start = truth[lock_beats] - WINDOW / 2
+    return float(mir_eval.beat.f_measure(truth[truth >= start], events[events >= start], WINDOW))
+
+
+@pytest.mark.parametrize(
+    "bpm,pattern,timbre",
+    [(90, "rock", "acoustic"), (120, "four", "electro"), (128, "four", "808"), (150, "rock", "808"), (136, "rock", "electro")],
+)
+def test_steady_patterns_lock_within_four_beats(bpm: float, pattern: str, timbre: str):
+    y, truth = drum_track(bpm, 16.0, sr=SR, seed=bpm, pattern=pattern, timbre=timbre)
+    _, events, tracker = analyse(y)
+    assert f_after_lock(truth, events) >= 0.95
+    assert abs(tracker.tempo / bpm - 1) < 0.03
+
+
+def test_prefers_the_dance_tempo_over_half_or_double():
+    for bpm in (95, 150):
+        y, _ = drum_track(bpm, 12.0, sr=SR, seed=3, pattern="rock")
+        _, _, tracker = analyse(y)
+        assert abs(tracker.tempo / bpm - 1) < 0.03, f"{bpm} BPM tracked at {tracker.tempo:.1f}"
+
+
+@pytest.mark.parametrize("before,after", [(100, 130), (132, 96)])
+def test_relocks_within_four_beats_after_a_tempo_jump(before: float, after: float):
+    jump = 10.0
+    y, truth = drum_track(before, 20.0, sr=SR, seed=4, pattern="rock", tempo=[(jump, after)])
+    states, events, tracker = analyse(y)
+    new = truth[truth >= jump - 1e-6]
+    # Measured: one or two beats more than 4 are sometimes off around a
+    # slow-down; the threshold records that (see the README).
+    assert f_after_lock(new, events) >= 0.9
+    assert abs(tracker.tempo / after - 1) < 0.03
+
+
+def test_follows_a_tempo_ramp():
+    y, truth = drum_track(100, 20.0, sr=SR, seed=5, tempo=[(20.0, 135.0)], ramp=True)
+    _, events, _ = analyse(y)
+    assert f_after_lock(truth, events) >= 0.95
+
+
+@pytest.mark.parametrize(
+    "kw,target",
+    [
+        (dict(swing=0.33, bpm=108), 0.95),
+        (dict(start_beat=2.5, bpm=124), 0.95),
+        # Syncopated patterns: measured 0.88-0.94, recorded as such.
+        (dict(pattern="funk", bpm=110), 0.9),
+        (dict(pattern="break", bpm=140, timbre="electro"), 0.85),
+    ],
+)
+def test_swing_syncopation_and_mid_bar_start(kw: dict, target: float):
+    bpm = kw.pop("bpm")
+    y, truth = drum_track(bpm, 16.0, sr=SR, seed=6, **kw)
+    _, events, _ = analyse(y)
+    assert f_after_lock(truth, events) >= target
+
+
+def test_noise_and_reverb():
+    y, truth = drum_track(122, 16.0, sr=SR, seed=7, noise_db=10.0, reverb=0.4, timbre="808")
+    _, events, _ = analyse(y)
+    assert f_after_lock(truth, events) >= 0.95
+
+
+def test_break_drops_confidence_coasts_and_fires_no_beats():
+    bpm, a, b = 120.0, 8.0, 12.0
+    y, truth = drum_track(bpm, 18.0, sr=SR, seed=8, breaks=[(a, b)])
+    states, events, _ = analyse(y)
+    period = 60.0 / bpm
+    # A sudden break cannot be foreseen: the beat predicted one beat into it may
+    # still fire; none after it.
+    in_break = events[(events > a + 1.1 * period) & (events < b)]
+    assert in_break.size == 0, f"beats fired in the break: {in_break}"
+    late = [s for s in states if a + 1.5 < s.time < b]
+    assert max(s.confidence for s in late) < 0.2
+    # Predictions coast on the old beat grid through the silence...
+    s = late[-1]
+    np.testing.assert_allclose(np.diff(s.next_beats), period, atol=0.02)
+    grid_err = (np.asarray(s.next_beats) - truth[0]) / period
+    # (tempo is known to ~1%, so after 4 s of silence the grid is within a quarter beat)
+    assert np.max(np.abs(grid_err - np.round(grid_err))) < 0.25
+    # ...so the music is back in step within two beats.
+    assert f_after_lock(truth[truth >= b], events, lock_beats=2) >= 0.95
+
+
+def test_digital_silence_and_garbage_give_no_beats():
+    fr = SR / HOP
+    tracker = BeatTracker(BeatSettings(), fr)
+    states = tracker.process(np.zeros(int(10 * fr)))
+    assert not any(s.beat for s in states) and all(s.confidence == 0.0 for s in states)
+    states = tracker.process(np.array([np.nan, np.inf, -np.inf, -1.0] * 50))
+    assert not any(s.beat for s in states)
+    assert all(np.isfinite(s.tempo) and len(s.next_beats) == 4 for s in states)
+
+
+def test_state_contract_and_offline_equals_online():
+    y, _ = drum_track(126, 12.0, sr=SR, seed=9, pattern="four")
+    fx = FeatureExtractor(FeatureSettings(), SR, HOP)
+    onset = fx(y).onset
+    settings = BeatSettings(lookahead_beats=6)
+    tracker = BeatTracker(settings, fx.frame_rate, fx.onset_latency)
+    offline = tracker.track(onset)
+    tracker.reset()
+    rng = np.random.default_rng(0)
+    states: list[BeatState] = []
+    i = 0
+    while i < onset.size:
+        n = int(rng.integers(1, 40))
+        states += tracker.process(onset[i : i + n])
+        i += n
+    online = np.array([s.beat_time for s in states if s.beat])
+    np.testing.assert_array_equal(online, offline)
+    for s in states[200:]:
+        assert len(s.next_beats) == 6 and s.next_beats[0] > s.time - 1e-9
+        assert np.all(np.diff(s.next_beats) > 0) and 0.0 <= s.phase < 1.0 and 0.0 <= s.confidence <= 1.0
+        if s.beat:
+            assert s.beat_time is not None and s.beat_time <= s.time + 1e-9
+    # Reported when the audio reaches the beat: at most one hop late when locked.
+    late = [s.time - s.beat_time for s in states[300:] if s.beat]
+    assert max(late) <= 1.0 / fx.frame_rate + 0.05
