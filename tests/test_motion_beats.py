@@ -69,3 +69,14 @@ def test_beat_alignment_score():
         (2 * np.exp(-1 / 18) + 1) / 3
     )
     assert beat_alignment_score(np.array([]), music, 60.0) == 0.0
+
+
+def test_partners_share_a_tempo_and_the_longer_recording_weighs_more():
+    from livedance.motion.kinematic_beats import estimate_shared_tempo
+
+    long_100 = synthetic_dance(0.2 + np.arange(30) * 0.6, seconds=18.0).joints()
+    short_140 = synthetic_dance(0.1 + np.arange(12) * 60 / 140, seconds=5.0).joints()
+    assert estimate_tempo(short_140, 60.0).bpm == pytest.approx(140.0, abs=2.0)
+    assert estimate_shared_tempo([long_100, short_140], 60.0) == pytest.approx(100.0, abs=1.5)
+    with pytest.raises(ValueError, match="too short"):
+        estimate_shared_tempo([long_100[:60]], 60.0)

@@ -2,8 +2,8 @@
 
 Pipeline per file: load (BVH -> retarget onto SMPL, or AIST++ pkl) -> feet on
 the floor -> 60 fps (the kinematic-beat metric's rate) -> tempo and beat
-grid from the kinematic beats (AIST++: tempo from the music ID in the name,
-phase from the motion) -> units of 2 beats warped to 32 frames -> features
+grid from the kinematic beats (AIST++: tempo from the music ID in the name;
+partners of one take: one tempo pooled over both; phase always per clip) -> units of 2 beats warped to 32 frames -> features
 and descriptors. Train takes are augmented: mirrored left/right, and each
 cut a second time starting one beat later.
 
@@ -38,7 +38,7 @@ from livedance.motion import aistpp
 from livedance.motion.bvh import read_bvh, smpl_from_bvh
 from livedance.motion.clip import MotionClip, place_on_floor
 from livedance.motion.descriptors import describe_units
-from livedance.motion.kinematic_beats import METRIC_FPS, beat_grid, estimate_tempo
+from livedance.motion.kinematic_beats import METRIC_FPS, beat_grid, estimate_shared_tempo, estimate_tempo
 from livedance.motion.representation import FEATURE_DIM
 from livedance.motion.resample import resample
 from livedance.motion.retarget import retarget
@@ -47,7 +47,7 @@ from livedance.motion.units import BEATS_PER_UNIT, UNIT_FRAMES, cut_units
 log = logging.getLogger(__name__)
 
 #: Bump when anything changes what the pipeline produces (invalidates caches).
-CODE_VERSION = 3
+CODE_VERSION = 4
 SPLITS = ("train", "val", "test")
 #: Fractions of each style's takes held out for validation and for test.
 HELD_OUT_FRACTION = 0.15
@@ -141,7 +141,7 @@ class SourceFile:
 # Finding files.
 
 
-def _style_of(path: Path, root: Path) -> str:
+def _style_of(path: Path) -> str:
     if path.suffix == ".pkl":
         name = aistpp.parse_name(path.stem)
         if name is not None:
@@ -150,7 +150,7 @@ def _style_of(path: Path, root: Path) -> str:
     for kw in STYLE_KEYWORDS:
         if kw in low:
             return kw
-    return (path.parent if path.parent != root.parent else root).name
+    return path.parent.name
 
 
 def _take_of(path: Path) -> str:
@@ -176,7 +176,7 @@ def find_sources(roots: list[Path]) -> list[SourceFile]:
         for p in paths:
             if p.suffix == ".pkl" and _AIST_NON_MOTION & set(p.parts):
                 continue
-            found.append(SourceFile(p, _style_of(p, root), _take_of(p)))
+            found.append(SourceFile(p, _style_of(p), _take_of(p)))
     return sorted(found, key=lambda s: str(s.path))
 
 
@@ -233,13 +233,11 @@ class _Part:
     first_beat: int
 
 
-def _units_of(clip: MotionClip, src: SourceFile, augment: bool) -> list[_Part]:
-    """Units of one clip; with ``augment`` (train takes) also its mirror, and
-    both cut a second time starting on the odd beats, so every beat starts a
-    unit once (4 sequences instead of 1)."""
-    joints = clip.joints()
-    name = aistpp.parse_name(clip.name) if src.path.suffix == ".pkl" else None
-    tempo = estimate_tempo(joints, clip.fps, bpm=name.music_bpm if name else None)
+def _units_of(clip: MotionClip, joints: np.ndarray, bpm: float | None, src: SourceFile, augment: bool) -> list[_Part]:
+    """Units of one clip (``joints``: its FK, ``bpm``: the take's tempo if
+    known); with ``augment`` (train takes) also its mirror, and both cut a
+    second time starting one beat later, so every beat starts a unit once."""
+    tempo = estimate_tempo(joints, clip.fps, bpm=bpm)
     beats = beat_grid(joints, clip.fps, tempo)
     log.debug("%s: %.1f BPM (strength %.2f), %d beats", src.path.name, tempo.bpm, tempo.strength, beats.size)
     parts = []
@@ -255,6 +253,17 @@ def _units_of(clip: MotionClip, src: SourceFile, augment: bool) -> list[_Part]:
                       cut.end / clip.fps, src.style, src.take, label, mirrored, first_beat)
             )
     return parts
+
+
+def _take_tempo(srcs: list[SourceFile], joints: list[np.ndarray]) -> float | None:
+    """The take's tempo when it is known (AIST++ music ID) or can be pooled
+    over several performers dancing to the same music; None = per clip."""
+    name = aistpp.parse_name(srcs[0].path.stem) if srcs[0].path.suffix == ".pkl" else None
+    if name is not None:
+        return name.music_bpm
+    if len(joints) > 1:
+        return estimate_shared_tempo(joints, METRIC_FPS)
+    return None
 
 
 # ---------------------------------------------------------------------------
@@ -296,16 +305,26 @@ def build_unit_dataset(sources: list[SourceFile], progress: bool = True) -> Unit
 
 def _build(sources: list[SourceFile], progress: bool) -> UnitDataset:
     splits = assign_splits(_group(sources))
+    by_take: dict[str, list[SourceFile]] = {}
+    for src in sources:
+        by_take.setdefault(src.take, []).append(src)
     parts: list[_Part] = []
-    for src in tqdm(sources, desc="dance units", unit="file", disable=not progress, leave=False):
-        clip = load_clip(src.path)
-        if len(clip) < 2:
-            log.warning("%s: too short, skipped", src.path)
-            continue
-        try:
-            parts.extend(_units_of(clip, src, augment=splits[src.take] == "train"))
-        except ValueError as exc:  # too short for tempo estimation
-            log.warning("%s: skipped (%s)", src.path, exc)
+    with tqdm(total=len(sources), desc="dance units", unit="file", disable=not progress, leave=False) as bar:
+        for take, srcs in by_take.items():
+            clips = [load_clip(src.path) for src in srcs]
+            joints = [c.joints() for c in clips]
+            try:
+                bpm = _take_tempo(srcs, joints)
+            except ValueError as exc:
+                log.warning("take %s: skipped (%s)", take, exc)
+                bar.update(len(srcs))
+                continue
+            for src, clip, j in zip(srcs, clips, joints):
+                try:
+                    parts.extend(_units_of(clip, j, bpm, src, augment=splits[take] == "train"))
+                except ValueError as exc:  # too short for tempo estimation
+                    log.warning("%s: skipped (%s)", src.path, exc)
+                bar.update(1)
     return _assemble(parts, splits)
 
 

@@ -104,6 +104,42 @@ def _autocorrelation(x: np.ndarray) -> np.ndarray:
     return ac * n / np.maximum(n - np.arange(n), 1)  # later lags sum fewer products
 
 
+def _beat_pulses(joints: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Kinematic beats (B,) and the autocorrelation (N,) of their pulse train.
+
+    Each beat is a pulse weighted by how deep its speed minimum is, blurred
+    by 2 frames at 60 fps, so a clear stop counts more than a wobble.
+    """
+    speed = smoothed_speed(np.asarray(joints, dtype=np.float64), fps)
+    beats = argrelextrema(speed, np.less)[0]
+    pulses = np.zeros(speed.size)
+    if beats.size:
+        pulses[beats] = peak_prominences(-speed, beats)[0]
+    pulses = gaussian_filter1d(pulses, 2.0 * fps / METRIC_FPS)
+    ac = _autocorrelation(pulses) if beats.size > 1 else np.zeros(speed.size)
+    return beats, ac
+
+
+def _candidate_periods(fps: float, min_bpm: float, max_bpm: float) -> np.ndarray:
+    """Beat periods to try, frames, on a quarter-frame (at 60 fps) grid."""
+    return np.arange(60.0 * fps / max_bpm, 60.0 * fps / min_bpm + 1e-9, 0.25 * fps / METRIC_FPS)
+
+
+def _period_scores(ac: np.ndarray, periods: np.ndarray) -> np.ndarray:
+    """Two-tooth comb: mean autocorrelation at each period and at twice it."""
+    if 2 * periods[-1] >= ac.size - 1:
+        raise ValueError(f"motion too short for tempo estimation: {ac.size} frames")
+    lag_axis = np.arange(ac.size)
+    return 0.5 * (np.interp(periods, lag_axis, ac) + np.interp(2 * periods, lag_axis, ac))
+
+
+def _best_period(score: np.ndarray, periods: np.ndarray, fps: float) -> float:
+    """The period maximising the score times a mild log-normal prior around
+    120 BPM (as librosa's), which settles tempo octaves scoring alike."""
+    prior = np.exp(-0.5 * np.log2(60.0 * fps / periods / 120.0) ** 2)
+    return float(periods[np.argmax(score * prior)])
+
+
 def estimate_tempo(
     joints: np.ndarray,
     fps: float,
@@ -115,47 +151,58 @@ def estimate_tempo(
 
     Individual kinematic beats are noisy (extra minima mid-beat, missed ones
     in held poses), but their periodicity is robust. The beats become a pulse
-    train (each weighted by how deep its speed minimum is, blurred by 2 frames
-    at 60 fps); its autocorrelation is scored at every beat period L in
-    ``[min_bpm, max_bpm]`` (quarter-frame grid) as the mean of the
-    autocorrelation at L and 2L (a two-tooth comb: a true beat period also
-    repeats at the bar-half, which rules out sub-beat wiggles), times a mild
-    log-normal prior around 120 BPM (librosa's) to settle tempo octaves. The
-    autocorrelation of the raw speed curve is not used: its smoothing makes
-    short lags correlate and wins at the top of the range. The phase is the
-    circular mean of the kinematic beats modulo the period.
+    train whose autocorrelation is scored at every beat period L in
+    ``[min_bpm, max_bpm]`` as the mean of the autocorrelation at L and 2L (a
+    true beat period also repeats two beats later, which rules out sub-beat
+    wiggles), times a prior around 120 BPM. The autocorrelation of the raw
+    speed curve is not used: its smoothing makes short lags correlate, so it
+    wins at the top of the range. The phase is the circular mean of the
+    kinematic beats modulo the period.
 
     Args:
         joints: (N, J, 3) positions, metres.
         fps: frame rate.
-        bpm: known tempo (e.g. AIST++'s music ID); then only the phase is estimated.
+        bpm: known tempo (e.g. AIST++'s music ID, or :func:`estimate_shared_tempo`
+            of the take); then only the phase is estimated.
+
+    Raises:
+        ValueError: the motion is shorter than two of the slowest beats.
     """
-    joints = np.asarray(joints, dtype=np.float64)
-    speed = smoothed_speed(joints, fps)
-    beats = argrelextrema(speed, np.less)[0]
-    n = speed.size
-    pulses = np.zeros(n)
-    if beats.size:
-        pulses[beats] = peak_prominences(-speed, beats)[0]
-    pulses = gaussian_filter1d(pulses, 2.0 * fps / METRIC_FPS)
-    ac = _autocorrelation(pulses) if beats.size > 1 else np.zeros(n)
-    lag_axis = np.arange(n)
+    beats, ac = _beat_pulses(joints, fps)
     if bpm is None:
-        lags = np.arange(60.0 * fps / max_bpm, 60.0 * fps / min_bpm + 1e-9, 0.25 * fps / METRIC_FPS)
-        if 2 * lags[-1] >= n - 1:
-            raise ValueError(f"motion too short for tempo estimation: {n} frames at {fps} fps")
-        comb = 0.5 * (np.interp(lags, lag_axis, ac) + np.interp(2 * lags, lag_axis, ac))
-        prior = np.exp(-0.5 * np.log2(60.0 * fps / lags / 120.0) ** 2)
-        period = float(lags[np.argmax(comb * prior)])
+        periods = _candidate_periods(fps, min_bpm, max_bpm)
+        period = _best_period(_period_scores(ac, periods), periods, fps)
     else:
         period = 60.0 * fps / bpm
-    strength = float(np.interp(period, lag_axis, ac))
+    strength = float(np.interp(period, np.arange(ac.size), ac))
     if beats.size:
         angle = 2 * np.pi * beats / period
         phase = float(np.angle(np.exp(1j * angle).mean()) % (2 * np.pi) * period / (2 * np.pi))
     else:
         phase = 0.0
     return DanceTempo(bpm=60.0 * fps / period, period=period, phase=phase, strength=strength)
+
+
+def estimate_shared_tempo(
+    joints: list[np.ndarray], fps: float, min_bpm: float = 60.0, max_bpm: float = 200.0
+) -> float:
+    """One tempo (BPM) for several recordings danced to the same music (salsa
+    lead and follow): their period scores are summed, weighted by length, so
+    a partner with a clear pulse settles the tempo for one without.
+
+    Raises:
+        ValueError: every recording is too short.
+    """
+    periods = _candidate_periods(fps, min_bpm, max_bpm)
+    total = np.zeros(periods.size)
+    for j in joints:
+        try:
+            total += len(j) * _period_scores(_beat_pulses(j, fps)[1], periods)
+        except ValueError:
+            continue
+    if not total.any():
+        raise ValueError("motion too short for tempo estimation")
+    return 60.0 * fps / _best_period(total, periods, fps)
 
 
 def beat_grid(
