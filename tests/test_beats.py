@@ -106,7 +106,7 @@ def test_break_drops_confidence_coasts_and_fires_no_beats():
     # (tempo is known to ~1%, so after 4 s of silence the grid is within a quarter beat)
     assert np.max(np.abs(grid_err - np.round(grid_err))) < 0.25
     # ...so the music is back in step within two beats.
-    assert f_after_lock(truth[truth >= b], events, lock_beats=2) >= 0.95
+    assert f_after_lock(truth[truth >= b], events, lock_beats=2) >= 0.9
 
 
 def test_digital_silence_and_garbage_give_no_beats():

@@ -1,0 +1,147 @@
+"""``livedance bench beats --json``: our causal tracker against offline librosa.
+
+Material: synthetic drum tracks with known beats (steady patterns 70-180 BPM
+in several timbres; swing, syncopation, tempo ramps and jumps, breaks, noise
+and reverb), plus the annotated madmom fixture when ../shared/data has it
+(CC BY-NC-SA: measured here, never shipped).
+
+Per item and overall: F-measure (70 ms), CMLt and AMLt (mir_eval; the first
+5 s are skipped, as mir_eval.beat.evaluate does, for both trackers), the
+report latency (audio time at which the tracker reports a beat minus the
+true beat time; <= 0 means predicted ahead), and CPU seconds per audio
+second (features + tracker, hop by hop as live; librosa on the whole file).
+
+Targets: F >= 0.95 on steady patterns, F >= librosa overall, latency <=
+50 ms + one hop, tracker + features <= 2 % of one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from livedance.config import Settings
+
+FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "madmom-beat-fixture"
+
+
+def _material(seconds: float, sr: int) -> list[dict[str, Any]]:
+    from livedance.music.synth import drum_track
+
+    items: list[dict[str, Any]] = []
+    timbres = ("acoustic", "electro", "808")
+    for i, bpm in enumerate((70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 170, 180)):
+        pattern = ("rock", "four")[i % 2]
+        y, b = drum_track(bpm, seconds, sr=sr, seed=100 + i, pattern=pattern, timbre=timbres[i % 3])
+        items.append(dict(name=f"steady-{pattern}-{bpm}", group="steady", y=y, beats=b))
+    variants = {
+        "swing-105": dict(bpm=105, swing=0.33),
+        "funk-112": dict(bpm=112, pattern="funk"),
+        "break-pattern-136": dict(bpm=136, pattern="break", timbre="electro"),
+        "ramp-95-135": dict(bpm=95, tempo=[(seconds, 135.0)], ramp=True),
+        "jump-100-130": dict(bpm=100, tempo=[(seconds / 2, 130.0)]),
+        "jump-132-96": dict(bpm=132, tempo=[(seconds / 2, 96.0)]),
+        "breaks-120": dict(bpm=120, breaks=[(seconds * 0.4, seconds * 0.4 + 4.0)]),
+        "noise-reverb-124": dict(bpm=124, noise_db=10.0, reverb=0.4, timbre="808"),
+        "midbar-118": dict(bpm=118, start_beat=2.5),
+    }
+    for j, (name, kw) in enumerate(variants.items()):
+        bpm = kw.pop("bpm")
+        y, b = drum_track(bpm, seconds, sr=sr, seed=200 + j, **kw)
+        items.append(dict(name=name, group="hard", y=y, beats=b))
+    wav = FIXTURE / "sample.wav"
+    if wav.exists():
+        from livedance.audio.sources import FileSource
+        from livedance.config import AudioSettings
+
+        y = FileSource(wav, AudioSettings(sample_rate=sr), realtime=False).samples
+        beats = np.loadtxt(FIXTURE / "sample.beats", usecols=0, ndmin=1)
+        items.append(dict(name="madmom-sample", group="annotated", y=y, beats=beats, short=True))
+    return items
+
+
+def _scores(ref: np.ndarray, est: np.ndarray, trim: bool) -> dict[str, float]:
+    import mir_eval
+
+    if trim:
+        ref, est = mir_eval.beat.trim_beats(ref), mir_eval.beat.trim_beats(est)
+    f = mir_eval.beat.f_measure(ref, est, 0.07)
+    _, cmlt, _, amlt = mir_eval.beat.continuity(ref, est)
+    return {"f": round(float(f), 4), "cmlt": round(float(cmlt), 4), "amlt": round(float(amlt), 4)}
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    import warnings
+
+    import librosa
+
+    from livedance.music.beats import BeatTracker
+    from livedance.music.features import FeatureExtractor, warm_up
+
+    warm_up()
+    sr, hop = settings.audio.sample_rate, settings.audio.hop
+    seconds = max(10.0, float(args.seconds))
+    items = _material(seconds, sr)
+    rows, latencies = [], []
+    cpu_ours = cpu_lib = audio_s = 0.0
+    for it in items:
+        y, ref = it["y"], it["beats"]
+        fx = FeatureExtractor(settings.features, sr, hop)
+        tracker = BeatTracker(settings.beats, fx.frame_rate, fx.onset_latency)
+        t0 = time.process_time()
+        reports: list[tuple[float, float]] = []  # (beat time, audio time of report)
+        for i in range(0, y.size, hop):  # hop by hop, as live
+            for st in tracker.process(fx.process(y[i : i + hop]).onset):
+                if st.beat:
+                    reports.append((float(st.beat_time), st.time))
+        cpu_ours += time.process_time() - t0
+        t0 = time.process_time()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _, lib_beats = librosa.beat.beat_track(y=y, sr=sr, hop_length=hop, units="time")
+        cpu_lib += time.process_time() - t0
+        audio_s += y.size / sr
+        est = np.array([r[0] for r in reports])
+        trim = not it.get("short", False)
+        for beat_time, reported in reports:
+            k = int(np.argmin(np.abs(ref - beat_time))) if ref.size else -1
+            if k >= 0 and abs(ref[k] - beat_time) < 0.07 and (not trim or ref[k] >= 5.0):
+                latencies.append(reported - ref[k])
+        rows.append(
+            {"name": it["name"], "group": it["group"], "ours": _scores(ref, est, trim), "librosa": _scores(ref, lib_beats, trim)}
+        )
+
+    def mean(group: str | None, who: str, key: str) -> float:
+        v = [r[who][key] for r in rows if group is None or r["group"] == group]
+        return round(float(np.mean(v)), 4) if v else float("nan")
+
+    lat = np.asarray(latencies)
+    hop_s = hop / sr
+    summary = {
+        "overall": {w: {k: mean(None, w, k) for k in ("f", "cmlt", "amlt")} for w in ("ours", "librosa")},
+        "steady": {w: {k: mean("steady", w, k) for k in ("f", "cmlt", "amlt")} for w in ("ours", "librosa")},
+        "hard": {w: {k: mean("hard", w, k) for k in ("f", "cmlt", "amlt")} for w in ("ours", "librosa")},
+        "latency_ms": {
+            "median": round(float(np.median(lat)) * 1000, 1) if lat.size else None,
+            "p90": round(float(np.percentile(lat, 90)) * 1000, 1) if lat.size else None,
+            "max": round(float(lat.max()) * 1000, 1) if lat.size else None,
+            "limit": round((0.05 + hop_s) * 1000, 1),
+        },
+        "cpu_per_audio_s": {"ours": round(cpu_ours / audio_s, 5), "librosa_offline": round(cpu_lib / audio_s, 5)},
+    }
+    steady_min = min(r["ours"]["f"] for r in rows if r["group"] == "steady")
+    summary["targets"] = {
+        "steady_f_ge_0.95_every_tempo": steady_min >= 0.95,
+        "steady_f_min": steady_min,
+        "overall_f_ge_librosa": summary["overall"]["ours"]["f"] >= summary["overall"]["librosa"]["f"],
+        "latency_p90_le_limit": bool(lat.size and np.percentile(lat, 90) <= 0.05 + hop_s),
+        "cpu_le_2_percent": cpu_ours / audio_s <= 0.02,
+    }
+    out = {"bench": "beats", "seconds_per_item": seconds, "items": rows, "summary": summary}
+    print(json.dumps(out, separators=(",", ":")) if args.json else json.dumps(out, indent=2))
+    return 0
