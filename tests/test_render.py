@@ -24,6 +24,7 @@ from livedance.outputs.renderer import (
     frame_view,
     lane_offsets,
     shader_source,
+    skin_matrices,
 )
 from livedance.skeleton import JOINT_INDEX, PARENTS, REST_JOINTS, REST_PELVIS_HEIGHT, axis_angle_to_matrix
 
@@ -89,16 +90,23 @@ def test_shader_includes_expand_and_missing_shader_is_a_user_error() -> None:
         shader_source("nope.glsl")
 
 
-def test_builtin_body_is_aligned_to_the_smpl_rest_pose() -> None:
+def test_builtin_body_skins_onto_the_smpl_rest_pose() -> None:
     body = load_builtin_body()
     assert 1000 < len(body.vertices) < 60000
     np.testing.assert_allclose(body.weights.sum(axis=1), 1.0, atol=1e-5)
     assert body.joints.max() < 24
-    # Feet on the floor of the rest pose, head above the head joint, T-pose arm span.
-    assert abs(body.vertices[:, 1].min() + REST_PELVIS_HEIGHT) < 0.03
-    assert body.vertices[:, 1].max() > REST_JOINTS[JOINT_INDEX["head"], 1] + 0.05
+    # Skin to the T-pose on the CPU with the renderer's own matrices (the same
+    # blend the vertex shader does) and check the body against the skeleton.
+    rest = pose()
+    skins = skin_matrices(rest, body, np.zeros((1, 3), np.float32))[0]  # (24, 4, 4)
+    blend = np.einsum("vk,vkab->vab", body.weights, skins[body.joints.astype(int)])
+    verts = np.einsum("vab,vb->va", blend[:, :3, :3], body.vertices) + blend[:, :3, 3]
+    verts -= rest.trans[0]
+    # Feet on the floor, head above the head joint, T-pose arm span.
+    assert abs(verts[:, 1].min() + REST_PELVIS_HEIGHT) < 0.03
+    assert verts[:, 1].max() > REST_JOINTS[JOINT_INDEX["head"], 1] + 0.05
     hand = REST_JOINTS[JOINT_INDEX["left_hand"]]
-    tip = body.vertices[body.vertices[:, 0].argmax()]
+    tip = verts[verts[:, 0].argmax()]
     assert hand[0] < tip[0] < hand[0] + 0.2 and abs(tip[1] - hand[1]) < 0.1
     # Each vertex mostly follows a bone it lies on (no arm vertex bound to a leg):
     # distance to the nearest bone segment leaving its main joint.
@@ -110,8 +118,8 @@ def test_builtin_body_is_aligned_to_the_smpl_rest_pose() -> None:
         for c in children:
             a, b = REST_JOINTS[j], REST_JOINTS[c]
             seg = b - a
-            t = np.clip((body.vertices[sel] - a) @ seg / max(seg @ seg, 1e-9), 0.0, 1.0)
-            d = np.linalg.norm(body.vertices[sel] - (a + t[:, None] * seg), axis=1)
+            t = np.clip((verts[sel] - a) @ seg / max(seg @ seg, 1e-9), 0.0, 1.0)
+            d = np.linalg.norm(verts[sel] - (a + t[:, None] * seg), axis=1)
             dist[sel] = np.minimum(dist[sel], d)
     assert np.percentile(dist, 99) < 0.2, np.percentile(dist, 99)
 

