@@ -234,9 +234,13 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, float]:
         data, rate = sf.read(str(p), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         try:  # mp3/m4a on older libsndfile: audioread backends via librosa
+            import warnings
+
             import librosa
 
-            y, rate = librosa.load(str(p), sr=None, mono=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # librosa warns that it falls back; so do we, via the error
+                y, rate = librosa.load(str(p), sr=None, mono=False)
             data = np.atleast_2d(y).T.astype(np.float32)
         except Exception:  # noqa: BLE001 - any decoder failure is the same user problem
             raise UserError(f"cannot read audio file {p}: {exc} (use wav, flac, ogg or mp3)") from None
