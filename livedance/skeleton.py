@@ -121,7 +121,8 @@ def _polymorphic(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: object, **kwargs: object) -> object:
         was_numpy = any(isinstance(a, np.ndarray) for a in args)
-        targs = [torch.from_numpy(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a for a in args]
+        # np.ascontiguousarray would promote 0-d arrays to 1-d; keep shapes.
+        targs = [torch.from_numpy(a if a.flags.c_contiguous else a.copy()) if isinstance(a, np.ndarray) else a for a in args]
         out = fn(*targs, **kwargs)
         if not was_numpy:
             return out
