@@ -14,8 +14,9 @@ import pytest
 
 from livedance.errors import UserError
 from livedance.frames import Frame
-from livedance.outputs.body import load_body, load_builtin_body
+from livedance.outputs.body import decimate, load_body, load_builtin_body
 from livedance.outputs.renderer import (
+    LOD_CELL,
     Camera,
     OffscreenRenderer,
     StageLook,
@@ -184,6 +185,17 @@ def test_several_dancers_side_by_side() -> None:
     # Dancer 0 gets the negative-x lane, which the front camera shows on the left.
     assert lane_offsets(2, 1.0)[0, 0] < 0
     assert np.nonzero(green)[1].mean() < np.nonzero(magenta)[1].mean()
+
+
+def test_coarse_body_keeps_the_silhouette(renderer: OffscreenRenderer) -> None:
+    full = load_builtin_body()
+    coarse = decimate(full, LOD_CELL)
+    assert len(coarse.vertices) < 0.5 * len(full.vertices)
+    renderer.scene.framer.lo = None
+    a = green_mask(renderer.render(pose(arms_down=True)))
+    with OffscreenRenderer(W, H, body=coarse, look=GREEN, samples=0) as r:
+        b = green_mask(r.render(pose(arms_down=True)))
+    assert (a & b).sum() / (a | b).sum() > 0.9
 
 
 def test_render_is_deterministic(renderer: OffscreenRenderer) -> None:

@@ -151,6 +151,47 @@ def load_body(smpl_model: str | None = None) -> BodyMesh:
     return load_builtin_body()
 
 
+def decimate(body: BodyMesh, cell: float) -> BodyMesh:
+    """A coarser copy for distant bodies and shadows (vertex clustering).
+
+    Vertices in the same ``cell``-metre cube, mainly bound to the same joint
+    and facing the same octant merge into one (mean position, mean skinning
+    weights), so parts that merely touch in the bind pose (arm and flank, the
+    thighs) never fuse and tear apart when they move. Faces that collapse are
+    dropped. Deterministic.
+    """
+    main = body.joints[np.arange(len(body.joints)), body.weights.argmax(axis=1)].astype(np.int64)
+    # The normal's octant keeps the two sides of thin features (lips, eyelids,
+    # ears) apart, which would otherwise fold into dark pits.
+    octant = (body.normals > 0).astype(np.int64) @ np.array([1, 2, 4])
+    keys = np.c_[np.floor(body.vertices / cell).astype(np.int64), main, octant]
+    _, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    n = int(inverse.max()) + 1
+    count = np.bincount(inverse, minlength=n).astype(np.float64)[:, None]
+    vertices = np.zeros((n, 3))
+    np.add.at(vertices, inverse, body.vertices)
+    vertices /= count
+    dense = np.zeros((n, NUM_JOINTS))
+    np.add.at(dense, (inverse[:, None].repeat(INFLUENCES, 1), body.joints.astype(np.int64)), body.weights)
+    top = np.argsort(-dense, axis=1)[:, :INFLUENCES]
+    weights = np.take_along_axis(dense, top, axis=1)
+    weights /= weights.sum(axis=1, keepdims=True)
+    faces = inverse[body.faces.astype(np.int64)]
+    keep = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
+    faces = np.unique(faces[keep], axis=0)
+    return BodyMesh(
+        vertices=vertices.astype(np.float32),
+        normals=vertex_normals(vertices, faces).astype(np.float32),
+        faces=faces.astype(np.uint32),
+        joints=top.astype(np.uint8),
+        weights=weights.astype(np.float32),
+        bind_joints=body.bind_joints,
+        bind_rotations=body.bind_rotations,
+        name=f"{body.name} (LOD {cell * 100:g} cm)",
+    )
+
+
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals of a triangle mesh."""
     tri = vertices[faces]

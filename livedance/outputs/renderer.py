@@ -31,7 +31,7 @@ import numpy as np
 
 from livedance.errors import UserError
 from livedance.frames import Frame
-from livedance.outputs.body import BodyMesh, load_body
+from livedance.outputs.body import BodyMesh, decimate, load_body
 from livedance.skeleton import NUM_JOINTS, forward_kinematics
 
 log = logging.getLogger(__name__)
@@ -255,6 +255,37 @@ def beat_pulse(frame: Frame) -> float:
 # The renderer.
 
 
+#: Level of detail: vertex-cluster size of the coarse body (metres), and the
+#: dancer count from which bodies are drawn with it.
+LOD_CELL = 0.02
+LOD_DANCERS = 4
+
+
+class _SkinnedMesh:
+    """One body mesh on the GPU, with a vertex array per pass."""
+
+    def __init__(
+        self, ctx: moderngl.Context, body: BodyMesh, body_prog: moderngl.Program, shadow_prog: moderngl.Program
+    ) -> None:
+        vertex = np.zeros(
+            len(body.vertices),
+            dtype=[("p", "f4", 3), ("n", "f4", 3), ("j", "u1", 4), ("w", "f4", 4)],
+        )
+        vertex["p"], vertex["n"], vertex["j"], vertex["w"] = body.vertices, body.normals, body.joints, body.weights
+        self.vbo = ctx.buffer(vertex.tobytes())
+        self.ibo = ctx.buffer(body.faces.astype(np.uint32).tobytes())
+        layout = (self.vbo, "3f 3f 4u1 4f", "in_position", "in_normal", "in_joints", "in_weights")
+        self.body_vao = ctx.vertex_array(body_prog, [layout], index_buffer=self.ibo, index_element_size=4)
+        # The depth pass reads only positions and skinning; the normal is
+        # skipped with "12x" padding so one buffer serves both passes.
+        shadow_layout = (self.vbo, "3f 12x 4u1 4f", "in_position", "in_joints", "in_weights")
+        self.shadow_vao = ctx.vertex_array(shadow_prog, [shadow_layout], index_buffer=self.ibo, index_element_size=4)
+
+    def release(self) -> None:
+        for obj in (self.body_vao, self.shadow_vao, self.vbo, self.ibo):
+            obj.release()
+
+
 class SceneRenderer:
     """Draws frames into any framebuffer of a moderngl context it doesn't own."""
 
@@ -281,21 +312,11 @@ class SceneRenderer:
         self.floor_prog = build_program(ctx, "floor.vert", "floor.frag")
         self.bg_prog = build_program(ctx, "background.vert", "background.frag")
 
-        vertex = np.zeros(
-            len(body.vertices),
-            dtype=[("p", "f4", 3), ("n", "f4", 3), ("j", "u1", 4), ("w", "f4", 4)],
-        )
-        vertex["p"], vertex["n"], vertex["j"], vertex["w"] = body.vertices, body.normals, body.joints, body.weights
-        self.body_vbo = ctx.buffer(vertex.tobytes())
-        self.body_ibo = ctx.buffer(body.faces.astype(np.uint32).tobytes())
-        layout = (self.body_vbo, "3f 3f 4u1 4f", "in_position", "in_normal", "in_joints", "in_weights")
-        self.body_vao = ctx.vertex_array(self.body_prog, [layout], index_buffer=self.body_ibo, index_element_size=4)
-        # The depth pass reads only positions and skinning; unused inputs are
-        # skipped with "x" padding so the same buffer serves both passes.
-        shadow_layout = (self.body_vbo, "3f 12x 4u1 4f", "in_position", "in_joints", "in_weights")
-        self.shadow_vao = ctx.vertex_array(
-            self.shadow_prog, [shadow_layout], index_buffer=self.body_ibo, index_element_size=4
-        )
+        self.mesh = _SkinnedMesh(ctx, body, self.body_prog, self.shadow_prog)
+        # A coarse copy casts the shadows (nobody sees a shadow's fingers) and
+        # draws crowds, where each body is small on screen: on a CPU renderer
+        # vertex work is most of a frame.
+        self.lod = _SkinnedMesh(ctx, decimate(body, LOD_CELL), self.body_prog, self.shadow_prog)
 
         corners = np.array([-1, -1, 1, -1, -1, 1, 1, 1], dtype=np.float32)
         self.floor_vbo = ctx.buffer(corners.tobytes())
@@ -365,7 +386,7 @@ class SceneRenderer:
         self.shadow_prog["u_light_view_proj"].write(_gl(light_vp))
         for d in range(frame.dancers):
             self.shadow_prog["u_skin"].write(_gl(skins[d]))
-            self.shadow_vao.render(moderngl.TRIANGLES)
+            self.lod.shadow_vao.render(moderngl.TRIANGLES)
 
         # 2. Backdrop (no depth: it's behind everything).
         target.use()
@@ -400,10 +421,11 @@ class SceneRenderer:
         bp["u_light_view_proj"].write(_gl(light_vp))
         bp["u_camera_pos"].value = tuple(view.eye)
         bp["u_pulse"].value = pulse
+        mesh = self.mesh if frame.dancers < LOD_DANCERS else self.lod
         for d in range(frame.dancers):
             bp["u_skin"].write(_gl(skins[d]))
             bp["u_albedo"].value = look.palette[d % len(look.palette)]
-            self.body_vao.render(moderngl.TRIANGLES)
+            mesh.body_vao.render(moderngl.TRIANGLES)
 
     def _light_view_proj(self, center: np.ndarray, radius: float) -> np.ndarray:
         """Orthographic key-light camera that just contains the dancers' bounding sphere."""
@@ -413,9 +435,10 @@ class SceneRenderer:
         return orthographic(half, 0.1, 2.0 * half + 10.0) @ look_at(eye, center)
 
     def release(self) -> None:
+        self.mesh.release()
+        self.lod.release()
         for obj in (
-            self.body_vao, self.shadow_vao, self.floor_vao, self.bg_vao,
-            self.body_vbo, self.body_ibo, self.floor_vbo,
+            self.floor_vao, self.bg_vao, self.floor_vbo,
             self.shadow_fbo, self.shadow_tex,
             self.body_prog, self.shadow_prog, self.floor_prog, self.bg_prog,
         ):
@@ -437,9 +460,19 @@ def create_headless_context() -> moderngl.Context:
         ) from None
 
 
+SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "lavapipe")
+
+
+def auto_samples(ctx: moderngl.Context) -> int:
+    """4x MSAA on a GPU; none on a CPU rasteriser, where it costs 2-3x the frame time."""
+    name = str(ctx.info.get("GL_RENDERER", "")).lower()
+    return 0 if any(s in name for s in SOFTWARE_RENDERERS) else 4
+
+
 class OffscreenRenderer:
     """Renders frames to RGB images without a window (EGL; Mesa llvmpipe on CPU).
 
+    ``samples``: MSAA samples; None picks 4 on a GPU and 0 on a CPU rasteriser.
     Owns its GL context: use it as a context manager or call :meth:`release`.
     """
 
@@ -450,7 +483,7 @@ class OffscreenRenderer:
         body: BodyMesh | None = None,
         look: StageLook | None = None,
         camera: Camera | None = None,
-        samples: int = 4,
+        samples: int | None = None,
         spacing: float = 1.0,
     ) -> None:
         if width < 16 or height < 16:
@@ -459,6 +492,8 @@ class OffscreenRenderer:
         self.camera = camera or Camera()
         self.ctx = create_headless_context()
         self.scene = SceneRenderer(self.ctx, body or load_body(), look, spacing)
+        if samples is None:
+            samples = auto_samples(self.ctx)
         samples = min(samples, self.ctx.max_samples)
         # Render multisampled, resolve into a plain framebuffer to read back.
         self._msaa_attachments: list[moderngl.Renderbuffer] = []
