@@ -208,6 +208,36 @@ def test_kiosk_is_fullscreen_and_rebuilds_a_stalled_loop(xvfb: str, tmp_path: Pa
     assert beat["frames_drawn"] > 0 and beat["idle"] is True
 
 
+@pytest.mark.parametrize("breakage", ["context lost", "window closed"])
+def test_kiosk_heals_a_lost_context_or_closed_window(xvfb: str, breakage: str) -> None:
+    viewer = Viewer(settings(), kiosk=True)
+    broken = []
+
+    def until() -> bool:
+        if viewer.stats.frames_drawn == 3 and not broken:
+            broken.append(True)
+            if breakage == "context lost":
+                viewer._ctx.release()  # the next draw fails on a dead context
+            else:
+                viewer._window.dispatch_event("on_close")
+        return viewer.stats.frames_drawn >= 8
+
+    run_for(viewer, until)
+    assert broken and viewer.stats.recoveries == 1 and viewer.stats.frames_drawn >= 8
+
+
+def test_window_close_ends_a_normal_viewer(xvfb: str) -> None:
+    viewer = Viewer(settings())
+
+    def until() -> bool:
+        if viewer.stats.frames_drawn == 2:
+            viewer._window.dispatch_event("on_close")
+        return False
+
+    run_for(viewer, until, limit=20.0)
+    assert 2 <= viewer.stats.frames_drawn < 5 and viewer.stats.recoveries == 0
+
+
 def test_no_display_is_a_one_line_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)

@@ -248,6 +248,7 @@ class Viewer:
         self._mailbox: Mailbox[Frame] = Mailbox()
         self._closed = threading.Event()
         self._recover = threading.Event()
+        self._recover_reason = ""
         self._screenshot_requested = threading.Event()
         self._frame: Frame | None = None
         self._frame_at = 0.0
@@ -304,7 +305,7 @@ class Viewer:
             while not (self._closed.is_set() or until()):
                 if self._recover.is_set():
                     self._recover.clear()
-                    self._reopen("the render loop stalled")
+                    self._reopen(self._recover_reason)
                 try:
                     self._window.dispatch_events()
                     now = time.monotonic()
@@ -314,9 +315,7 @@ class Viewer:
                 except Exception as exc:  # noqa: BLE001 - kiosk heals any GL/window failure
                     if not self.kiosk:
                         raise
-                    log.error("viewer: rendering failed (%s: %s); recreating the window", type(exc).__name__, exc)
-                    time.sleep(min(1.0, 0.1 * 2 ** min(self.stats.recoveries, 4)))  # back off
-                    self._reopen(str(exc))
+                    self._reopen(f"rendering failed: {type(exc).__name__}: {exc}")
                     continue
                 if watchdog is not None:
                     watchdog.beat()
@@ -418,10 +417,25 @@ class Viewer:
             self._window = None
 
     def _reopen(self, reason: str) -> None:
+        """Kiosk self-healing: rebuild window and context, retrying with back-off.
+
+        Retries until it works or the viewer is closed; if the display stays
+        gone, the watchdog ends the process for the supervisor to restart.
+        """
         log.warning("viewer: recreating window and GL context (%s)", reason)
         self.stats.recoveries += 1
         self._teardown()
-        self._open()
+        delay = 0.1
+        while True:
+            try:
+                self._open()
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure: wait and try again
+                if self._closed.is_set():
+                    raise
+                log.error("viewer: cannot recreate the window (%s); retrying in %.1f s", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2.0, 5.0)
 
     def _draw(self, now: float, dt: float | None) -> None:
         frame = self._mailbox.take()
@@ -461,12 +475,16 @@ class Viewer:
 
     def _on_stall(self, age: float) -> None:
         log.error("viewer: render loop stalled for %.1f s; will recreate the GL context when it returns", age)
-        self._recover.set()
+        self._request_recovery(f"the render loop stalled for {age:.1f} s")
 
     def _on_dead(self, age: float) -> None:
         log.critical("viewer: render loop wedged for %.1f s; exiting (%d) so the supervisor restarts livedance", age, EXIT_WEDGED)
         logging.shutdown()
         os._exit(EXIT_WEDGED)  # the GL thread is stuck: only a fresh process can recover
+
+    def _request_recovery(self, reason: str) -> None:
+        self._recover_reason = reason
+        self._recover.set()
 
     def _heartbeat(self) -> None:
         sd_notify("WATCHDOG=1")
@@ -494,7 +512,7 @@ class Viewer:
 
     def _on_close(self) -> bool:
         if self.kiosk:
-            self._recover.set()  # someone closed the kiosk window: bring it back
+            self._request_recovery("the window was closed")  # a kiosk window comes back
         else:
             self._closed.set()
         return True  # handled: don't let pyglet close the window under the loop
