@@ -119,7 +119,7 @@ def _canonical_speed(model, tempo: float, energy: float, n: int = 64) -> float:
     from livedance.motion.representation import features_to_motion
 
     # busyness 0.25 = one swing per beat; energies chosen inside that family's training range.
-    feats, _ = model.next_unit(model.new_state(n, 0), MusicContext(tempo, energy, 0.25, 0), 0.5)
+    feats, _ = model.next_unit(model.new_state(n, 0, style=0), MusicContext(tempo, energy, 0.25, 0), 0.5)
     k, t, d = feats.shape
     rot, trans = features_to_motion(feats.reshape(-1, d), np.zeros(3), 0.0)
     joints = sk.forward_kinematics(rot, trans)[1].reshape(k, t, 24, 3)

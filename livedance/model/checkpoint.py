@@ -12,6 +12,7 @@ A checkpoint is a plain nested dict saved with ``torch.save`` and read with
     norm            {"mean": (D,), "std": (D,)} of the training features
     descriptors     {"mean", "std", "quantiles"} (see DescriptorStats), or None
     start_poses     (S, 2, D) normalised pairs of real frames to start from
+    start_styles    (S,) style id of each start pose
     style_names     list of str (style id -> name)
     meta            training metadata (command, data, steps, seconds, metrics, ...)
     weights         {"vae.<param>": tensor, "composer.<param>": tensor}
@@ -99,6 +100,7 @@ def make_payload(
     start_poses: np.ndarray,
     style_names: list[str],
     meta: dict[str, Any],
+    start_styles: np.ndarray | None = None,
     composer: Composer | None = None,
     descriptors: DescriptorStats | None = None,
 ) -> Payload:
@@ -116,6 +118,9 @@ def make_payload(
         "norm": {"mean": torch.as_tensor(norm.mean), "std": torch.as_tensor(norm.std)},
         "descriptors": descriptors.to_dict() if descriptors is not None else None,
         "start_poses": torch.as_tensor(np.asarray(start_poses, dtype=np.float32)),
+        "start_styles": torch.as_tensor(
+            np.full(len(start_poses), -1) if start_styles is None else np.asarray(start_styles), dtype=torch.long
+        ),
         "style_names": list(style_names),
         "meta": meta,
         "weights": weights,
@@ -230,6 +235,7 @@ def model_from_payload(data: Payload, p: Path) -> DanceModel:
         DescriptorStats.from_dict(data["descriptors"]),
         data["start_poses"].numpy(),
         list(data["style_names"]),
+        data["start_styles"].numpy(),
     )
     model.meta = dict(data.get("meta") or {})  # type: ignore[assignment]
     return model.eval()

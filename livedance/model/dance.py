@@ -74,6 +74,7 @@ class DanceModel(nn.Module):
         descriptors: DescriptorStats,
         start_poses: np.ndarray,
         style_names: list[str],
+        start_styles: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         self.vae = vae
@@ -84,6 +85,9 @@ class DanceModel(nn.Module):
         self.register_buffer("feat_std", torch.as_tensor(norm.std, dtype=torch.float32))
         # (S, 2, D) normalised pairs of consecutive real frames a dance may start from.
         self.register_buffer("start_poses", torch.as_tensor(start_poses, dtype=torch.float32))
+        # (S,) style of each start pose, so a dancer can start in the style it will dance.
+        styles = np.full(len(start_poses), ANY_STYLE) if start_styles is None else np.asarray(start_styles)
+        self.register_buffer("start_styles", torch.as_tensor(styles, dtype=torch.long))
         seam = torch.zeros(vae.cfg.unit_frames)
         n = min(SEAM_FRAMES, vae.cfg.unit_frames)
         seam[:n] = 0.5 * (1 + torch.cos(torch.linspace(0, torch.pi, n + 1)[:n]))
@@ -104,10 +108,16 @@ class DanceModel(nn.Module):
     def denormalise(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.feat_std + self.feat_mean
 
-    def new_state(self, batch: int, seed: int) -> ComposerState:
-        """A fresh dancer state per batch element, starting from real poses picked by ``seed``."""
+    def new_state(self, batch: int, seed: int, style: int = ANY_STYLE) -> ComposerState:
+        """A fresh dancer state per batch element, starting from real poses picked by ``seed``
+        (among poses of ``style``, when the checkpoint has some)."""
         gen = torch.Generator().manual_seed(int(seed))
-        idx = torch.randint(0, self.start_poses.shape[0], (batch,), generator=gen)
+        pool = torch.arange(self.start_poses.shape[0])
+        if style != ANY_STYLE:
+            self._check_style(np.array([style]))
+            same = pool[self.start_styles == style]
+            pool = same if len(same) else pool
+        idx = pool[torch.randint(0, len(pool), (batch,), generator=gen)]
         return ComposerState(
             lstm=None,
             prev_move=torch.zeros(batch, self.composer.cfg.move_dim),
@@ -144,8 +154,8 @@ class DanceModel(nn.Module):
         gen = torch.Generator()
         gen.set_state(state.rng)
         z_move = q.sample(gen, float(temperature))[:, 0]
-        x = self.vae.decode(z_init, z_move)  # (B, T, D)
-        x = self._ease_seam(x, last + (last - before))
+        start = last + (last - before)  # one frame-step beyond the previous end
+        x = self._ease_seam(self.vae.decode(z_init, z_move, start), start)  # (B, T, D)
         new_state = replace(
             state, lstm=lstm, prev_move=z_move, last_frames=x[:, -2:].clone(), rng=gen.get_state(), units=state.units + 1
         )
@@ -154,8 +164,9 @@ class DanceModel(nn.Module):
     def _ease_seam(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Shift the first frames' *pose* so frame 0 lands on ``target`` (B, D), fading out over SEAM_FRAMES.
 
-        The initial-pose code is a lossy summary of the previous end pose; the
-        residual would show as a pop at every seam. Velocities are left alone.
+        The decoder starts from ``target`` up to its small learnt residual at
+        frame 0; this removes what is left, so seams never pop. Velocities are
+        left alone.
         """
         offset = (target - x[:, 0]) * self.vae.pose_mask  # (B, D)
         return x + self.seam_weight[None, :, None] * offset[:, None, :]

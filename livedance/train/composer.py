@@ -225,6 +225,7 @@ def train_composer(
             vae=vae.cpu(),
             norm=norm,
             start_poses=payload["start_poses"].numpy(),
+            start_styles=payload["start_styles"].numpy(),
             style_names=list(data.style_names),
             composer=composer.cpu(),
             descriptors=stats,

@@ -25,11 +25,11 @@ log = logging.getLogger(__name__)
 START_POSES = 256
 
 
-def _start_poses(units: np.ndarray, seed: int) -> np.ndarray:
-    """(S, 2, D) last two frames of random training units: states a unit really ends in."""
+def _start_poses(units: np.ndarray, style: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(S, 2, D) last two frames of random training units (states a unit really ends in) and their (S,) styles."""
     rng = np.random.default_rng(seed)
-    pick = rng.choice(len(units), size=min(START_POSES, len(units)), replace=False)
-    return units[np.sort(pick), -2:]
+    pick = np.sort(rng.choice(len(units), size=min(START_POSES, len(units)), replace=False))
+    return units[pick, -2:], style[pick]
 
 
 @torch.no_grad()
@@ -43,7 +43,7 @@ def validate_vae(vae: UnitVAE, x: torch.Tensor, weights: VAELossWeights, seed: i
         xb = x[i : i + 256]
         out = vae(xb, weights, gen)
         # Decoding the encoder means (no sampling) is what generation quality depends on.
-        det = vae.decode(out.q_init.mu, out.q_move.mu)
+        det = vae.decode(out.q_init.mu, out.q_move.mu, xb[:, 0])
         terms = {k: float(v) for k, v in out.losses.items()}
         terms["recon_mean"] = float(torch.nn.functional.mse_loss(det, xb))
         for k, v in terms.items():
@@ -76,6 +76,7 @@ def train_units(
     model_cfg = model_cfg or UnitVAEConfig(feature_dim=units.shape[2], unit_frames=units.shape[1])
     x_all = torch.from_numpy((units - norm.mean) / norm.std)
     x_train, x_val = x_all[train_idx].to(device), x_all[val_idx].to(device)
+    starts, start_styles = _start_poses(x_all[train_idx].numpy(), np.asarray(data.style)[train_idx], cfg.seed)
 
     torch.manual_seed(cfg.seed)
     vae = UnitVAE(model_cfg).to(device)
@@ -129,7 +130,8 @@ def train_units(
         payload = make_payload(
             vae=vae.cpu(),
             norm=norm,
-            start_poses=_start_poses(x_all[train_idx].numpy(), cfg.seed),
+            start_poses=starts,
+            start_styles=start_styles,
             style_names=list(data.style_names),
             meta={**(meta or {}), "stage": "units", "step": step, "final": final, "seconds": round(stopwatch.seconds, 1),
                   "train_units": int(len(train_idx)), "val": last_val, "config": cfg.to_dict(), "world": info.world},
