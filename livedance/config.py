@@ -68,6 +68,8 @@ class BeatSettings:
     level_seconds: float = 4.0  # time constant of the onset level used to normalise
     silence_level: float = 0.02  # onset level (dB flux) below which the input counts as silent
     min_confidence: float = 0.3  # beat events fire only at or above this confidence
+    octave_up: float = 0.76  # midpoints this strong vs beats = tracking at half tempo: double it
+    octave_down: float = 0.4  # every other beat this weak vs the rest = double tempo: halve it
     gate: float = 0.5  # normalised onset a beat needs within the last 1.25 beats to fire (else: a break)
     max_late: float = 0.25  # a beat found later than this (fraction of a beat) is not reported
 
@@ -118,7 +120,7 @@ class ViewerSettings:
     smpl_model: str | None = None  # path to the user's own SMPL model files
     fps: float = 60.0  # window redraw cap (vsync usually paces it)
     msaa: int = 4  # anti-aliasing samples; 0 = off (cheaper on CPU renderers)
-    spacing: float = 1.0  # metres between dancers drawn side by side; 0 = where the engine puts them
+    spacing: float = 0.0  # extra metres between dancers, side by side (the engine already spaces them)
     heartbeat: str | None = None  # file rewritten every second with viewer health (kiosk monitoring)
     watchdog_seconds: float = 5.0  # kiosk: a render loop stuck this long gets its window/context rebuilt
 

@@ -38,6 +38,7 @@ def dance_frames(n: int, dancers: int, fps: float = 60.0) -> list[Frame]:
     aa[..., JOINT_INDEX["left_knee"], 0] = 0.8 * np.maximum(s, 0)
     aa[..., JOINT_INDEX["spine2"], 1] = 0.3 * s
     trans = np.zeros((n, dancers, 3), dtype=np.float32)
+    trans[..., 0] = (np.arange(dancers) - (dancers - 1) / 2.0) * 1.6  # side by side, as the engine spaces them
     trans[..., 1] = REST_PELVIS_HEIGHT + 0.03 * s
     rot = axis_angle_to_matrix(aa)
     return [

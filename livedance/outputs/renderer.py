@@ -294,7 +294,7 @@ class SceneRenderer:
         ctx: moderngl.Context,
         body: BodyMesh,
         look: StageLook | None = None,
-        spacing: float = 1.0,
+        spacing: float = 0.0,
     ) -> None:
         if ctx.version_code < GL_VERSION:
             raise UserError(
@@ -484,7 +484,7 @@ class OffscreenRenderer:
         look: StageLook | None = None,
         camera: Camera | None = None,
         samples: int | None = None,
-        spacing: float = 1.0,
+        spacing: float = 0.0,
     ) -> None:
         if width < 16 or height < 16:
             raise UserError(f"render size {width}x{height} is too small (use at least 16x16, e.g. 1280x720)")

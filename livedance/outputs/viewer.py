@@ -47,6 +47,8 @@ T = TypeVar("T")
 EXIT_WEDGED = 75
 #: Seconds without a new frame after which the viewer shows its own idle dancer.
 IDLE_AFTER = 2.0
+#: Metres between idle dancers (the engine's home-spot spacing).
+IDLE_SPACING = 1.6
 
 
 class ControlsLike(Protocol):
@@ -192,7 +194,7 @@ def idle_frame(t: float, dancers: int = 1, index: int = 0) -> Frame:
     aa[:, JOINT_INDEX["right_hip"]] = np.stack([np.full(dancers, -0.06), np.zeros(dancers), -0.04 * sway + 0.02], axis=1)
     aa[:, [JOINT_INDEX["left_ankle"], JOINT_INDEX["right_ankle"]], 0] = -0.06
     trans = np.zeros((dancers, 3), dtype=np.float32)
-    trans[:, 0] = 0.03 * sway
+    trans[:, 0] = (np.arange(dancers) - (dancers - 1) / 2.0) * IDLE_SPACING + 0.03 * sway
     trans[:, 1] = REST_PELVIS_HEIGHT - 0.015 - 0.005 * breath
     return Frame.from_pose(index, t, time.time(), axis_angle_to_matrix(aa), trans)
 
