@@ -107,6 +107,9 @@ class BeatTracker:
         """Forget everything: the next value is hop 0."""
         self._t = -1  # index of the last processed hop
         self._onsets = _History(self._hist_len)
+        # Unclipped copy for the metrical-level check: clipping (which keeps
+        # one huge hit from owning the DP) would flatten accent ratios.
+        self._accents = _History(self._hist_len)
         self._cum = _History(self._dp_len)
         self._link = _History(self._dp_len, fill=-1.0)  # back-link: absolute hop index
         self._level = 0.0  # slow running mean of the raw onset (bias-corrected below)
@@ -115,6 +118,10 @@ class BeatTracker:
         self.period = 60.0 * self.frame_rate / self.settings.preferred_bpm  # hops per beat
         self._candidate = self.period
         self._candidate_count = 0
+        self._fold = 1.0  # metrical correction applied to tempo estimates
+        self._level_votes = 0  # hops in a row voting for double (+) or half (-) tempo
+        self._level_hold = 0  # no level correction before this hop
+        self._level_ok = False  # the beats confirm the current metrical level
         self._anchor = -1.0  # fractional hop index of the last beat
         self._beat_period = self.period
         self._last_event = -math.inf  # audio time of the last reported beat
@@ -153,6 +160,7 @@ class BeatTracker:
         self._recent = self._fast * self._recent + (1.0 - self._fast) * raw
         x = min(raw / level, 10.0)
         self._onsets.push(x)
+        self._accents.push(raw / level)
 
         if t % 2 == 0:
             self._update_tempo()
@@ -200,21 +208,33 @@ class BeatTracker:
             y0, y1, y2 = score[k - 1], score[k], score[k + 1]
             d = 0.5 * (y0 - y2) / max(y0 - 2 * y1 + y2, -1e12) if (y0 - 2 * y1 + y2) < 0 else 0.0
             lag = float(np.interp(k + d, np.arange(len(score)), self._grid_lag))
+        # After a metrical correction the autocorrelation still prefers the
+        # old level; read its estimates at the corrected level.
+        lag *= self._fold
+        if not self._lag_min <= lag <= self._lag_max:
+            return  # the corrected level would leave [min_bpm, max_bpm]
         ratio = lag / self.period
         if abs(math.log(ratio)) < s.tempo_follow:
             # Same tempo (or a ramp): follow smoothly.
             self.period += 0.25 * (lag - self.period)
             self._candidate_count = 0
             return
+        octave = min(abs(math.log2(ratio) - r) for r in (-1.0, 1.0)) < 0.05
+        if octave and self._level_ok and self._confidence >= s.min_confidence:
+            # The beats themselves say this level is right (see _check_level);
+            # the autocorrelation's preference for half/double does not count.
+            self._candidate_count = 0
+            return
         if abs(math.log(lag / self._candidate)) < s.tempo_follow:
             self._candidate_count += 1
         else:
             self._candidate, self._candidate_count = lag, 1
-        octave = min(abs(math.log2(ratio) - r) for r in (-1.0, 1.0)) < 0.05
         need = s.switch_hops * (3 if octave else 1)
         if self._candidate_count * 2 >= need or self._strength < 0.05:
             self.period = lag
             self._candidate_count = 0
+            if not octave:  # a real tempo change: the level is decided afresh
+                self._fold = 1.0
 
     def _dp(self, x: float) -> None:
         s = self.settings
@@ -244,15 +264,17 @@ class BeatTracker:
         # Back-trace up to four beats for a least-squares line through them.
         beats = [b]
         links = self._link.last(self._dp_len)
-        while len(beats) < 5:
+        while len(beats) < 9:
             prev = links[beats[-1] - t - 1 + self._dp_len] if t - beats[-1] < self._dp_len else -1.0
             if prev < 0 or t - prev >= self._dp_len:
                 break
             beats.append(int(prev))
         beats.reverse()
         onsets = self._onsets.last(self._hist_len)
-        strength = [onsets[bt - t - 1 + self._hist_len] for bt in beats if t - bt < self._hist_len]
+        strength = [onsets[bt - t - 1 + self._hist_len] for bt in beats[-5:] if t - bt < self._hist_len]
         self._strength = float(np.mean(strength)) if strength else 0.0
+        self._check_level(beats, self._accents.last(self._hist_len))
+        beats = beats[-5:]
         if len(beats) >= 3:
             k = np.arange(len(beats), dtype=np.float64)
             slope, icpt = np.polyfit(k, np.asarray(beats, np.float64), 1)
@@ -265,6 +287,49 @@ class BeatTracker:
             period, anchor = p, float(b)
         self._beat_period = period
         self._anchor = anchor
+
+    def _check_level(self, beats: list[int], onsets: np.ndarray) -> None:
+        """Correct the metrical level from the beats themselves.
+
+        At the right level every beat has a strong onset and the midpoints
+        between beats are clearly weaker. Tracking at half tempo shows as
+        midpoints as strong as the beats (they are the missed beats);
+        tracking at double tempo shows as every other beat being weak (they
+        are off-beats). Either, held for two beats, halves or doubles the
+        period. Measured on the synthetic kits: at the right level
+        midpoint/beat <= 0.72 and weak/strong beat >= 0.44.
+        """
+        s = self.settings
+        t = self._t
+        beats = [bt for bt in beats[-6:] if bt > t - self._hist_len + 2]  # still in the onset history
+        if t < self._level_hold:
+            return
+        if len(beats) < 5:
+            self._level_votes = 0
+            self._level_ok = False
+            return
+        base = self._hist_len - 1 - t  # onsets[h + base] is the onset at hop h
+
+        def peak(hops: np.ndarray) -> np.ndarray:  # tolerate +-1 hop of jitter
+            i = np.round(hops).astype(int) + base
+            return np.maximum(np.maximum(onsets[i - 1], onsets[i]), onsets[np.minimum(i + 1, self._hist_len - 1)])
+
+        b = np.asarray(beats, dtype=np.float64)
+        on = peak(b)
+        mid = peak(0.5 * (b[1:] + b[:-1]))
+        even, odd = float(on[::2].mean()), float(on[1::2].mean())
+        up = mid.mean() >= s.octave_up * on.mean() and 60.0 * self.frame_rate / (0.5 * self.period) <= s.max_bpm
+        down = min(even, odd) < s.octave_down * max(even, odd) and 60.0 * self.frame_rate / (2.0 * self.period) >= s.min_bpm
+        vote = 1 if up else -1 if down else 0
+        self._level_ok = vote == 0
+        self._level_votes = self._level_votes + vote if vote and np.sign(self._level_votes) in (0, vote) else vote
+        if abs(self._level_votes) >= 2.0 * self.period:
+            factor = 0.5 if self._level_votes > 0 else 2.0
+            self.period *= factor
+            self._fold *= factor
+            self._candidate_count = self._level_votes = 0
+            self._level_hold = t + int(6 * self.period)  # let the beat grid settle first
+            self._level_ok = True  # and keep the autocorrelation from undoing it meanwhile
 
     def _report(self) -> BeatState:
         s = self.settings
