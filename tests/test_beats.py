@@ -144,3 +144,24 @@ def test_state_contract_and_offline_equals_online():
     # Reported when the audio reaches the beat: at most one hop late when locked.
     late = [s.time - s.beat_time for s in states[300:] if s.beat]
     assert max(late) <= 1.0 / fx.frame_rate + 0.05
+
+
+@pytest.mark.slow
+def test_bench_beats_runs_and_beats_librosa():
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "livedance.cli", "bench", "beats", "--json", "--seconds", "10"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    summary = result["summary"]
+    assert len(result["items"]) >= 21
+    assert summary["overall"]["ours"]["f"] >= summary["overall"]["librosa"]["f"]
+    assert summary["latency_ms"]["p90"] <= summary["latency_ms"]["limit"]
+    assert summary["cpu_per_audio_s"]["ours"] < 0.05
