@@ -206,7 +206,8 @@ class BeatTracker:
         lag = self._grid_lag[k]
         if 0 < k < len(score) - 1:  # parabolic refinement between grid points
             y0, y1, y2 = score[k - 1], score[k], score[k + 1]
-            d = 0.5 * (y0 - y2) / max(y0 - 2 * y1 + y2, -1e12) if (y0 - 2 * y1 + y2) < 0 else 0.0
+            curve = y0 - 2.0 * y1 + y2
+            d = 0.5 * (y0 - y2) / curve if curve < 0 else 0.0
             lag = float(np.interp(k + d, np.arange(len(score)), self._grid_lag))
         # After a metrical correction the autocorrelation still prefers the
         # old level; read its estimates at the corrected level.
@@ -275,14 +276,19 @@ class BeatTracker:
         self._strength = float(np.mean(strength)) if strength else 0.0
         self._check_level(beats, self._accents.last(self._hist_len))
         beats = beats[-5:]
-        if len(beats) >= 3:
-            k = np.arange(len(beats), dtype=np.float64)
-            slope, icpt = np.polyfit(k, np.asarray(beats, np.float64), 1)
+        # Fit only the trailing run of beats spaced about one period apart
+        # (after a tempo or level change the older ones follow the old grid).
+        run = 1
+        while run < len(beats) and 0.75 * p < beats[-run] - beats[-run - 1] < 1.25 * p:
+            run += 1
+        if run >= 3:
+            y = np.asarray(beats[-run:], dtype=np.float64)
+            k = np.arange(run, dtype=np.float64) - 0.5 * (run - 1)
+            slope = float(k @ (y - y.mean()) / (k @ k))  # least-squares line, closed form
             # Trust the fit's period only near the tempo estimate (it absorbs ramps).
             period = slope if abs(math.log(slope / p)) < 0.08 else p
-            anchor = icpt + slope * k[-1]
-            # Keep the phase on the actual last beat; the line only smooths jitter.
-            anchor = 0.5 * anchor + 0.5 * beats[-1]
+            # Keep the phase half on the actual last beat; the line only smooths jitter.
+            anchor = 0.5 * (y.mean() + slope * k[-1]) + 0.5 * y[-1]
         else:
             period, anchor = p, float(b)
         self._beat_period = period
