@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--audio", metavar="SONG", help="music to mux (the song the motion was made for)")
     r.add_argument("--size", metavar="WxH", help="frame size, e.g. 1920x1080 (default: viewer.width x viewer.height)")
     r.add_argument("--audio-offset", type=float, default=0.0, metavar="S", help="music time of the first frame")
+    v = _add_command(sub, "view", "livedance.outputs.viewer:run_view", "play a motion file in the viewer window")
+    v.add_argument("motion", help="motion file (.npz with poses, trans, fps[, beats])")
+    v.add_argument("--loop", action="store_true", help="play it again and again (close the window to stop)")
     _add_command(sub, "devices", "livedance.audio.devices:run", "list audio input and output devices")
     from livedance.live import osc_control  # light: sockets and argparse only
 

@@ -277,3 +277,16 @@ def test_watchdog_fires_once_per_stall_and_not_while_beating() -> None:
         assert len(stalls) == 2 and len(dead) == 1
     finally:
         dog.stop()
+
+
+def test_view_command_plays_a_motion_file_and_ends(xvfb: str, tmp_path: Path) -> None:
+    from livedance.cli import main
+
+    n = 12
+    poses = np.zeros((n, 24, 3))
+    poses[:, JOINT_INDEX["left_shoulder"], 2] = np.linspace(0.0, -1.2, n)
+    np.savez(tmp_path / "m.npz", poses=poses, trans=np.tile([0.0, REST_PELVIS_HEIGHT, 0.0], (n, 1)), fps=30.0)
+    start = time.monotonic()
+    assert main(["--set", "viewer.width=160", "--set", "viewer.height=120", "--set", "viewer.msaa=0",
+                 "view", str(tmp_path / "m.npz")]) == 0
+    assert time.monotonic() - start < 20.0  # n/fps of play + one second on the last pose

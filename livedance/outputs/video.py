@@ -306,30 +306,38 @@ def render_frames(
 
 
 def frames_from_motion(poses: np.ndarray, trans: np.ndarray, fps: float, beats: np.ndarray | None = None) -> list[Frame]:
-    """Frames for a motion file: (N, 24, 3) axis-angle poses, (N, 3) root positions."""
-    from livedance.frames import BeatEvent
-    from livedance.skeleton import axis_angle_to_matrix
+    """Frames for a motion file: (N, 24, 3) axis-angle poses, (N, 3) root positions.
 
-    rot = axis_angle_to_matrix(np.asarray(poses, dtype=np.float32))
+    Beat phase and beat events come from ``beats`` (music times, seconds) when
+    given; forward kinematics runs once for the whole sequence.
+    """
+    from livedance.frames import BeatEvent
+    from livedance.skeleton import axis_angle_to_matrix, forward_kinematics, matrix_to_quaternion
+
+    rot = axis_angle_to_matrix(np.asarray(poses, dtype=np.float32).reshape(-1, 24, 3))[:, None]  # (N, 1, 24, 3, 3)
+    root = np.asarray(trans, dtype=np.float32).reshape(-1, 1, 3)
+    _, joints = forward_kinematics(rot, root)
+    quats = matrix_to_quaternion(rot)
     beats = np.sort(np.asarray(beats, dtype=np.float64)) if beats is not None and len(beats) else np.zeros(0)
     tempo = 60.0 / float(np.median(np.diff(beats))) if len(beats) > 2 else 120.0
-    frames = []
-    for i in range(len(rot)):
-        t = i / fps
-        passed = beats[(beats > t - 1.0 / fps) & (beats <= t)]
-        k = int(np.searchsorted(beats, t, side="right"))
-        if 0 < k < len(beats):
-            phase = (t - beats[k - 1]) / max(beats[k] - beats[k - 1], 1e-6)
-        else:
-            phase = (t * tempo / 60.0) % 1.0
-        frames.append(
-            Frame.from_pose(
-                i, t, 0.0, rot[i][None], np.asarray(trans[i], dtype=np.float32)[None],
-                tempo=tempo, beat_phase=float(phase) % 1.0, confidence=1.0 if len(beats) else 0.0,
-                beats=tuple(BeatEvent(int(np.searchsorted(beats, b)), float(b), tempo) for b in passed),
-            )
+    t = np.arange(len(rot)) / fps
+    k = np.searchsorted(beats, t, side="right")  # beats at or before each frame
+    inside = (k > 0) & (k < len(beats))
+    phase = (t * tempo / 60.0) % 1.0
+    if inside.any():
+        prev, nxt = beats[k[inside] - 1], beats[k[inside]]
+        phase[inside] = (t[inside] - prev) / np.maximum(nxt - prev, 1e-6)
+    # A beat belongs to the first frame at or after it.
+    first = np.searchsorted(beats, t - 1.0 / fps, side="right")
+    return [
+        Frame(
+            index=i, time=float(t[i]), wall_time=0.0, trans=root[i], rotations=rot[i], joints=joints[i],
+            quaternions=quats[i], tempo=tempo, beat_phase=float(phase[i]) % 1.0,
+            confidence=1.0 if len(beats) else 0.0,
+            beats=tuple(BeatEvent(int(b), float(beats[b]), tempo) for b in range(first[i], k[i])),
         )
-    return frames
+        for i in range(len(rot))
+    ]
 
 
 def load_motion(path: str | Path) -> tuple[np.ndarray, np.ndarray, float, np.ndarray | None]:

@@ -611,3 +611,48 @@ class _Hud:
     def release(self) -> None:
         for obj in (self._text, self._help, self._flash, self._conf_bg, self._conf):
             obj.delete()
+
+
+# ---------------------------------------------------------------------------
+# `livedance view MOTION.npz`
+
+
+def play(viewer: Viewer, frames: list[Frame], fps: float, loop: bool, stop: threading.Event) -> None:
+    """Feed ``frames`` to ``viewer`` in real time (the engine's role), on the calling thread."""
+    start = time.monotonic()
+    i = 0
+    while not stop.is_set():
+        if i == len(frames):
+            if not loop:
+                return
+            start, i = time.monotonic(), 0
+        delay = start + i / fps - time.monotonic()
+        if delay > 0 and stop.wait(delay):
+            return
+        viewer.submit(frames[i])
+        i += 1
+
+
+def run_view(args: Any, settings: Any) -> int:
+    """``livedance view``: play a motion file in the window (no music)."""
+    from livedance.outputs.video import frames_from_motion, load_motion
+
+    poses, trans, fps, beats = load_motion(args.motion)
+    frames = frames_from_motion(poses, trans, fps, beats)
+    viewer = Viewer(settings.viewer)
+    stop = threading.Event()
+    finished_at: list[float] = []
+
+    def feed() -> None:
+        play(viewer, frames, fps, args.loop, stop)
+        finished_at.append(time.monotonic())
+
+    feeder = threading.Thread(target=feed, name="motion-player", daemon=True)
+    feeder.start()
+    try:
+        # After a single play-through, linger a second on the last pose.
+        viewer.run(until=lambda: bool(finished_at) and time.monotonic() - finished_at[0] > 1.0)
+    finally:
+        stop.set()
+        feeder.join(timeout=1.0)
+    return 0
