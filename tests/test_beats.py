@@ -26,7 +26,11 @@ def analyse(y: np.ndarray) -> tuple[list[BeatState], np.ndarray, BeatTracker]:
 def f_after_lock(truth: np.ndarray, events: np.ndarray, lock_beats: int = 4) -> float:
     """F-measure from the (lock_beats+1)-th true beat on."""
     start = truth[lock_beats] - WINDOW / 2
-    return float(mir_eval.beat.f_measure(truth[truth >= start], events[events >= start], WINDOW))
+    # Beats are annotated only while the audio lasts; a prediction past the
+    # last one is not an error.
+    end = truth[-1] + WINDOW
+    events = events[(events >= start) & (events <= end)]
+    return float(mir_eval.beat.f_measure(truth[truth >= start], events, WINDOW))
 
 
 @pytest.mark.parametrize(
@@ -41,7 +45,7 @@ def test_steady_patterns_lock_within_four_beats(bpm: float, pattern: str, timbre
 
 
 def test_prefers_the_dance_tempo_over_half_or_double():
-    for bpm in (95, 150):
+    for bpm in (70, 95, 150, 180):
         y, _ = drum_track(bpm, 12.0, sr=SR, seed=3, pattern="rock")
         _, _, tracker = analyse(y)
         assert abs(tracker.tempo / bpm - 1) < 0.03, f"{bpm} BPM tracked at {tracker.tempo:.1f}"
@@ -53,9 +57,7 @@ def test_relocks_within_four_beats_after_a_tempo_jump(before: float, after: floa
     y, truth = drum_track(before, 20.0, sr=SR, seed=4, pattern="rock", tempo=[(jump, after)])
     states, events, tracker = analyse(y)
     new = truth[truth >= jump - 1e-6]
-    # Measured: one or two beats more than 4 are sometimes off around a
-    # slow-down; the threshold records that (see the README).
-    assert f_after_lock(new, events) >= 0.9
+    assert f_after_lock(new, events) >= 0.95
     assert abs(tracker.tempo / after - 1) < 0.03
 
 
@@ -70,7 +72,8 @@ def test_follows_a_tempo_ramp():
     [
         (dict(swing=0.33, bpm=108), 0.95),
         (dict(start_beat=2.5, bpm=124), 0.95),
-        # Syncopated patterns: measured 0.88-0.94, recorded as such.
+        # Syncopated patterns: measured 0.94 and 0.88 (the break's off-beat
+        # kick pulls some beats 40-80 ms early); recorded as such.
         (dict(pattern="funk", bpm=110), 0.9),
         (dict(pattern="break", bpm=140, timbre="electro"), 0.85),
     ],
@@ -105,8 +108,8 @@ def test_break_drops_confidence_coasts_and_fires_no_beats():
     grid_err = (np.asarray(s.next_beats) - truth[0]) / period
     # (tempo is known to ~1%, so after 4 s of silence the grid is within a quarter beat)
     assert np.max(np.abs(grid_err - np.round(grid_err))) < 0.25
-    # ...so the music is back in step within two beats.
-    assert f_after_lock(truth[truth >= b], events, lock_beats=2) >= 0.9
+    # ...so the music is back in step at once.
+    assert f_after_lock(truth[truth >= b], events, lock_beats=0) >= 0.95
 
 
 def test_digital_silence_and_garbage_give_no_beats():
