@@ -17,6 +17,10 @@ How (all causal, per hop):
   log^2((t - tau) / period)] with back-links (as in Stark et al., 2009, for
   real-time use). The best recent C is the last beat; its back-links give
   the previous beats, and a line fitted through them predicts the next ones.
+* **Metrical level**: the autocorrelation alone often prefers half or double
+  tempo. The tracked beats settle it: if the midpoints between beats are as
+  strong as the beats, the tempo is doubled; if every other beat is weak,
+  it is halved (within ``min_bpm``..``max_bpm``).
 * **Events**: a beat event fires on the hop whose audio reaches a predicted
   beat, when confidence is high enough; in silence the predictions coast on
   the last tempo and no events fire.
@@ -33,6 +37,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from livedance.config import BeatSettings
+
+# Normalised onsets are clipped here for the tempo and beat scores, so one
+# huge hit (a crash, a door) cannot own them; typical beats are 3-8.
+_CLIP = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +92,15 @@ class BeatTracker:
         s = settings
         self._lag_min = int(math.floor(60.0 * fr / s.max_bpm))
         self._lag_max = int(math.ceil(60.0 * fr / s.min_bpm)) + 1
-        # ACF lags up to two periods: the harmonic term reads A(2L).
-        # The salience reads A(L/2) too.
+        # Autocorrelation lags: the tempo range, plus half periods (the
+        # salience reads A(L/2) too).
         self._lags = np.arange(max(1, self._lag_min // 2 - 1), self._lag_max + 2)
         self._win = int(round(s.tempo_window * fr))
         self._acf_weights = np.exp(-np.arange(self._win)[::-1] / (s.tempo_memory * fr))
         self._hist_len = self._win + int(self._lags[-1]) + 2
         starts = self._hist_len - self._win - self._lags
         self._acf_index = starts[:, None] + np.arange(self._win)[None, :]  # (lags, win) gather
+        self._full_pairs = np.full(len(self._lags), self._acf_weights.sum())  # pair weights once all is heard
         # Tempo grid: 1% steps, log-spaced.
         n_grid = int(math.ceil(math.log(s.max_bpm / s.min_bpm) / math.log(1.01))) + 1
         self._grid_bpm = s.min_bpm * (s.max_bpm / s.min_bpm) ** np.linspace(0.0, 1.0, n_grid)
@@ -158,7 +167,7 @@ class BeatTracker:
         self._level_w = self._slow * self._level_w + (1.0 - self._slow)
         level = max(self._level / self._level_w, s.silence_level)
         self._recent = self._fast * self._recent + (1.0 - self._fast) * raw
-        x = min(raw / level, 10.0)
+        x = min(raw / level, _CLIP)
         self._onsets.push(x)
         self._accents.push(raw / level)
 
@@ -188,9 +197,12 @@ class BeatTracker:
         acf = centred[self._acf_index] @ cur
         # Unbiased: divide by the weight of the pairs that were both heard, so
         # short lags do not win just because more of their pairs exist.
-        heard = np.zeros(self._hist_len)
-        heard[self._hist_len - valid :] = 1.0
-        pairs = heard[self._acf_index] @ (heard[-self._win :] * self._acf_weights)
+        if valid == self._hist_len:
+            pairs = self._full_pairs
+        else:
+            heard = np.zeros(self._hist_len)
+            heard[self._hist_len - valid :] = 1.0
+            pairs = heard[self._acf_index] @ (heard[-self._win :] * self._acf_weights)
         acf = np.where(pairs > 0.25 * self._acf_weights.sum(), acf / np.maximum(pairs, 1e-9), 0.0)
         a = np.interp(self._grid_lag, self._lags, acf)
         a_half = np.interp(0.5 * self._grid_lag, self._lags, acf)
