@@ -145,3 +145,17 @@ def test_device_source_survives_the_device_disappearing(tmp_path: Path, monkeypa
         feeder.kill()
         server.kill()
         server.wait()
+
+
+def test_a_stalled_reader_counts_overruns_and_carries_on(pulse_sink):
+    # The smallest ring the source allows (~1.5 s at 44.1 kHz); stall past it.
+    settings = AudioSettings(device="pulse", ring_seconds=0.1)
+    with DeviceSource(settings) as src:
+        time.sleep(2.2)
+        assert src.overruns > 0  # the callback dropped blocks instead of blocking or crashing
+        assert src.discard_backlog(keep_seconds=0.05) > 0
+        before = src.overruns
+        got, t_end = 0, time.monotonic() + 1.0
+        while time.monotonic() < t_end:
+            got += src.read(4096, timeout=0.05).size
+        assert got > 0.7 * settings.sample_rate and src.overruns == before and not src.device_lost

@@ -84,6 +84,8 @@ class DeviceSource(_Source):
         self._seen_callbacks = 0
         self._next_retry = 0.0
         self._retries = 0
+        self._overruns_logged = 0
+        self._overrun_log_at = 0.0
         self.device_lost = False
         self.lost_count = 0
         self.samples_read = 0  # analysis-rate samples delivered
@@ -207,11 +209,20 @@ class DeviceSource(_Source):
             if self._ring.available or time.monotonic() >= deadline:
                 break
             time.sleep(0.002)
+        self._report_overruns()
         want = int(np.ceil(max_samples * self.device_rate / self.sample_rate))
         n = self._ring.read_new(self._raw[: max(1, min(want, self._raw.shape[0]))])
         out = self._conditioner(self._raw[:n]) if n else np.zeros(0, np.float32)
         self.samples_read += out.shape[0]
         return out
+
+    def _report_overruns(self) -> None:
+        """Log new overruns, at most every few seconds (here, not in the callback)."""
+        n = self.overruns
+        if n != self._overruns_logged and time.monotonic() >= self._overrun_log_at:
+            log.warning("audio input: %d overrun(s) so far (analysis fell behind; audio was dropped)", n)
+            self._overruns_logged = n
+            self._overrun_log_at = time.monotonic() + 5.0
 
     def discard_backlog(self, keep_seconds: float = 0.0) -> int:
         """Drop buffered audio older than ``keep_seconds`` (after a stall)."""
