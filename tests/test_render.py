@@ -198,6 +198,21 @@ def test_coarse_body_keeps_the_silhouette(renderer: OffscreenRenderer) -> None:
     assert (a & b).sum() / (a | b).sum() > 0.9
 
 
+def test_fxaa_softens_edges_and_keeps_the_picture() -> None:
+    frame = pose(arms_down=True)
+    images = []
+    for fxaa in (False, True):
+        with OffscreenRenderer(W, H, look=GREEN, samples=0, fxaa=fxaa) as r:
+            images.append(r.render(frame).astype(float))
+    sharp, smooth = images
+
+    def edge_energy(img: np.ndarray) -> float:
+        return float((np.diff(img, axis=0) ** 2).sum() + (np.diff(img, axis=1) ** 2).sum())
+
+    assert np.abs(sharp - smooth).mean() < 3.0
+    assert edge_energy(smooth) < 0.9 * edge_energy(sharp)
+
+
 def test_render_is_deterministic(renderer: OffscreenRenderer) -> None:
     renderer.scene.framer.lo = None
     a = renderer.render(pose())

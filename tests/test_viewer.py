@@ -110,7 +110,7 @@ def test_window_screenshot_shows_the_body(xvfb: str) -> None:
     mask = body_mask(shot)
     assert mask.sum() > 300, "no body in the window"
     # The body is where the skeleton is: project the joints with the same framing.
-    with OffscreenRenderer(W, H, samples=0) as off:
+    with OffscreenRenderer(W, H, samples=0, fxaa=False) as off:
         reference = off.render(frame)
         view = frame_view(Camera(), off.scene.framer.lo, off.scene.framer.hi, W / H)
     clip = np.c_[frame.joints[0], np.ones(24)] @ view.view_proj.T
