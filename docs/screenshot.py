@@ -42,7 +42,7 @@ def main() -> None:
     trans[2, 1] -= 0.12  # the wide stance sits lower
     trans[1, 2] = 0.3
     frame = Frame.from_pose(0, 0.0, 0.0, axis_angle_to_matrix(aa), trans, confidence=0.9, beat_phase=0.05)
-    with OffscreenRenderer(1280, 720, camera=Camera(yaw=0.35, pitch=0.16), spacing=1.1) as renderer:
+    with OffscreenRenderer(1280, 720, camera=Camera(yaw=0.35, pitch=0.16), spacing=1.1, samples=4) as renderer:
         image = renderer.render(frame)
     out = Path(__file__).with_name("screenshot.png")
     mpimg.imsave(out, image)
