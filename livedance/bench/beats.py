@@ -6,11 +6,14 @@ and reverb), plus the annotated madmom fixture when ../shared/data has it
 (CC BY-NC-SA: measured here, never shipped).
 
 Per item and overall: F-measure (70 ms), CMLt and AMLt (mir_eval; the first
-5 s are skipped, as mir_eval.beat.evaluate does, for both trackers), the
+5 s are skipped, as mir_eval.beat.evaluate does, for every tracker), the
 report latency (audio time at which the tracker reports a beat minus the
 true beat time; <= 0 means predicted ahead) plus the compute time per hop
 that adds to it live, and CPU seconds per audio second (features + tracker,
 hop by hop as live; librosa on the whole file).
+
+If aubio is installed (``pip install aubio-ledfx``, in the ``dev`` extra), its
+causal tracker runs too, hop by hop, as a second reference.
 
 Targets: F >= 0.95 on steady patterns, F >= librosa overall, latency <=
 50 ms + one hop, tracker + features <= 2 % of one core.
@@ -76,6 +79,27 @@ def _scores(ref: np.ndarray, est: np.ndarray, trim: bool) -> dict[str, float]:
     return {"f": round(float(f), 4), "cmlt": round(float(cmlt), 4), "amlt": round(float(amlt), 4)}
 
 
+def _latencies(reports: list[tuple[float, float]], ref: np.ndarray, trim: bool) -> list[float]:
+    """Report time minus true beat time, for reports that hit a beat (70 ms)."""
+    out = []
+    for beat_time, reported in reports:
+        k = int(np.argmin(np.abs(ref - beat_time))) if ref.size else -1
+        if k >= 0 and abs(ref[k] - beat_time) < 0.07 and (not trim or ref[k] >= 5.0):
+            out.append(reported - ref[k])
+    return out
+
+
+def _aubio_online(aubio: Any, y: np.ndarray, sr: int, hop: int) -> list[tuple[float, float]]:
+    """aubio's causal tracker, hop by hop: (beat time, audio time of the report)."""
+    tracker = aubio.tempo("default", 2 * hop, hop, sr)
+    reports = []
+    x = np.ascontiguousarray(y, dtype=np.float32)
+    for i in range(0, x.size - hop + 1, hop):
+        if tracker(x[i : i + hop]):
+            reports.append((float(tracker.get_last_s()), (i + hop) / sr))
+    return reports
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import warnings
 
@@ -89,7 +113,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     seconds = max(10.0, float(args.seconds))
     items = _material(seconds, sr)
     rows, latencies, hop_ms = [], [], []
-    cpu_ours = cpu_lib = audio_s = 0.0
+    aubio_latencies: list[float] = []
+    cpu_ours = cpu_lib = cpu_aubio = audio_s = 0.0
+    try:  # optional: another causal tracker, for reference (pip install aubio-ledfx)
+        import aubio
+    except ImportError:
+        aubio = None
     for it in items:
         y, ref = it["y"], it["beats"]
         fx = FeatureExtractor(settings.features, sr, hop)
@@ -112,13 +141,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         audio_s += y.size / sr
         est = np.array([r[0] for r in reports])
         trim = not it.get("short", False)
-        for beat_time, reported in reports:
-            k = int(np.argmin(np.abs(ref - beat_time))) if ref.size else -1
-            if k >= 0 and abs(ref[k] - beat_time) < 0.07 and (not trim or ref[k] >= 5.0):
-                latencies.append(reported - ref[k])
-        rows.append(
-            {"name": it["name"], "group": it["group"], "ours": _scores(ref, est, trim), "librosa": _scores(ref, lib_beats, trim)}
-        )
+        latencies += _latencies(reports, ref, trim)
+        row = {"name": it["name"], "group": it["group"], "ours": _scores(ref, est, trim), "librosa": _scores(ref, lib_beats, trim)}
+        if aubio is not None:
+            t0 = time.process_time()
+            aubio_reports = _aubio_online(aubio, y, sr, hop)
+            cpu_aubio += time.process_time() - t0
+            aubio_latencies += _latencies(aubio_reports, ref, trim)
+            row["aubio"] = _scores(ref, np.array([r[0] for r in aubio_reports]), trim)
+        rows.append(row)
+
+    trackers = ("ours", "librosa") + (("aubio",) if aubio is not None else ())
 
     def mean(group: str | None, who: str, key: str) -> float:
         v = [r[who][key] for r in rows if group is None or r["group"] == group]
@@ -127,9 +160,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     lat = np.asarray(latencies)
     hop_s = hop / sr
     summary = {
-        "overall": {w: {k: mean(None, w, k) for k in ("f", "cmlt", "amlt")} for w in ("ours", "librosa")},
-        "steady": {w: {k: mean("steady", w, k) for k in ("f", "cmlt", "amlt")} for w in ("ours", "librosa")},
-        "hard": {w: {k: mean("hard", w, k) for k in ("f", "cmlt", "amlt")} for w in ("ours", "librosa")},
+        "overall": {w: {k: mean(None, w, k) for k in ("f", "cmlt", "amlt")} for w in trackers},
+        "steady": {w: {k: mean("steady", w, k) for k in ("f", "cmlt", "amlt")} for w in trackers},
+        "hard": {w: {k: mean("hard", w, k) for k in ("f", "cmlt", "amlt")} for w in trackers},
         "latency_ms": {
             "median": round(float(np.median(lat)) * 1000, 1) if lat.size else None,
             "p90": round(float(np.percentile(lat, 90)) * 1000, 1) if lat.size else None,
@@ -140,6 +173,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "hop_compute_ms": {"median": round(float(np.median(hop_ms)), 3), "p99": round(float(np.percentile(hop_ms, 99)), 3)},
         "cpu_per_audio_s": {"ours": round(cpu_ours / audio_s, 5), "librosa_offline": round(cpu_lib / audio_s, 5)},
     }
+    if aubio is not None:
+        al = np.asarray(aubio_latencies)
+        summary["aubio_latency_ms"] = {
+            "median": round(float(np.median(al)) * 1000, 1) if al.size else None,
+            "p90": round(float(np.percentile(al, 90)) * 1000, 1) if al.size else None,
+        }
+        summary["cpu_per_audio_s"]["aubio_online"] = round(cpu_aubio / audio_s, 5)
     steady_min = min(r["ours"]["f"] for r in rows if r["group"] == "steady")
     summary["targets"] = {
         "steady_f_ge_0.95_every_tempo": steady_min >= 0.95,
