@@ -19,6 +19,7 @@ The renderer skins either with the same frame transforms.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from importlib import resources
@@ -75,10 +76,15 @@ class BodyMesh:
                 raise ValueError(f"body '{self.name}': {key} has shape {got}, expected {want}")
         if self.faces.ndim != 2 or self.faces.shape[1] != 3 or int(self.faces.max()) >= v:
             raise ValueError(f"body '{self.name}': faces must be (F, 3) indices below {v}")
+        # Bodies are shared (the built-in one is cached): nobody may edit them in place.
+        for array in (self.vertices, self.normals, self.faces, self.joints, self.weights,
+                      self.bind_joints, self.bind_rotations):
+            array.flags.writeable = False
 
 
+@functools.cache
 def load_builtin_body() -> BodyMesh:
-    """The shipped body (no SMPL files needed)."""
+    """The shipped body (no SMPL files needed). Loaded once; its arrays are read-only."""
     asset = resources.files("livedance") / "assets" / "body.npz"
     try:
         with resources.as_file(asset) as path, np.load(path) as data:
