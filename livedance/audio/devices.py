@@ -24,7 +24,8 @@ class DeviceInfo:
     is_default_output: bool
 
 
-def _sd() -> Any:
+def load_sounddevice() -> Any:
+    """The sounddevice module; UserError if PortAudio itself is missing."""
     try:
         import sounddevice
     except OSError as exc:  # PortAudio shared library missing
@@ -33,7 +34,7 @@ def _sd() -> Any:
 
 
 def list_devices() -> list[DeviceInfo]:
-    sd = _sd()
+    sd = load_sounddevice()
     try:
         devices = sd.query_devices()
         apis = sd.query_hostapis()

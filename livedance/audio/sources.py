@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from livedance.audio.condition import MAX_RATE, MIN_RATE, Conditioner, mix_down
-from livedance.audio.devices import _sd, find_device
+from livedance.audio.devices import find_device, load_sounddevice
 from livedance.audio.ring import RingBuffer
 from livedance.config import AudioSettings
 from livedance.errors import UserError
@@ -28,12 +28,16 @@ _MAX_BLOCK = 16384  # largest device block the callback's scratch buffer takes
 _FIRST_BLOCK_GRACE = 2.0  # seconds a new stream may take to deliver its first block
 
 
-class _Source:
-    """Shared plumbing: ring -> conditioner -> caller."""
+class AudioSource:
+    """What the engine reads from: a context manager with ``read``.
+
+    ``read(max_samples, timeout)`` returns the next mono float32 samples at
+    ``sample_rate`` (possibly none), waiting up to ``timeout`` seconds for some.
+    """
 
     sample_rate: int
 
-    def __enter__(self) -> "_Source":
+    def __enter__(self) -> "AudioSource":
         self.start()
         return self
 
@@ -50,7 +54,7 @@ class _Source:
         raise NotImplementedError
 
 
-class DeviceSource(_Source):
+class DeviceSource(AudioSource):
     """Live capture from an input device, surviving the device going away.
 
     ``overruns`` counts blocks lost (ring full or PortAudio input overflow);
@@ -132,7 +136,7 @@ class DeviceSource(_Source):
         self._last_progress = time.monotonic()
 
     def _open(self, first: bool = False) -> bool:
-        sd = _sd()
+        sd = load_sounddevice()
         try:
             if not first:
                 self._retries += 1
@@ -262,7 +266,7 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, float]:
     return data, float(rate)
 
 
-class FileSource(_Source):
+class FileSource(AudioSource):
     """A file read as fast as asked (``realtime=False``) or paced like a live input.
 
     With ``play=True`` the file also plays on the default output device, and
@@ -313,7 +317,7 @@ class FileSource(_Source):
     def start(self) -> None:
         self._t0 = time.monotonic()
         if self.play:
-            sd = _sd()
+            sd = load_sounddevice()
             dev = find_device(None, "output")
             try:
                 self._out = sd.OutputStream(
@@ -355,7 +359,7 @@ class FileSource(_Source):
             out.close()
 
 
-def open_source(settings: AudioSettings, path: str | None = None, realtime: bool = True, play: bool = False) -> _Source:
+def open_source(settings: AudioSettings, path: str | None = None, realtime: bool = True, play: bool = False) -> AudioSource:
     """The file source if ``path`` is given, else the live device."""
     return FileSource(path, settings, realtime=realtime, play=play) if path else DeviceSource(settings)
 
