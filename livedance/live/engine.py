@@ -36,7 +36,10 @@ from livedance.model.context import ANY_STYLE
 log = logging.getLogger(__name__)
 
 #: Spacing between dancers' home spots on stage, metres.
-DANCER_SPACING = 1.3
+DANCER_SPACING = 1.6
+#: With several dancers each keeps within this fraction of the spacing of its
+#: home spot, so they never walk into each other.
+PERSONAL_SPACE = 0.35
 
 
 @dataclass
@@ -115,7 +118,7 @@ class Engine:
         if len(block.onset) == 0:
             return
         states = self.tracker.process(block.onset)
-        heard = self.listener.update(block.rms, block.onset)
+        heard = self.listener.update(block.rms, block.onset, np.fromiter((x.phase for x in states), np.float64, len(states)))
         m = self.music
         last = states[-1]
         new_beats = [
@@ -277,6 +280,8 @@ class Engine:
         """Soft wall: beyond 70% of the radius, turn the dancer toward home; at the
         radius, stop outward motion."""
         radius = self.settings.engine.stage_radius
+        if self.dancers > 1:
+            radius = min(radius, PERSONAL_SPACE * DANCER_SPACING)
         r = np.hypot(self.offset[:, 0], self.offset[:, 2])
         out = r > 0.7 * radius
         if np.any(out):

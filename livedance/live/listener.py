@@ -2,8 +2,10 @@
 
 Live input has no fixed level (a whisper-quiet line-in, a clipping DJ
 feed), so loudness is judged relative to a slowly decaying running peak
-(automatic gain control) and mapped to [0, 1]. Busyness is the fraction of
-recent analysis hops with a clear onset. Both are *levels* in [0, 1]; the
+(automatic gain control) and mapped to [0, 1]. Busyness is the share of
+recent onset strength that falls *between* beats (beat phase more than
+``on_beat`` away from a beat), the music analogue of the dance's busyness
+(share of motion energy above the beat frequency, ``motion.descriptors``). Both are *levels* in [0, 1]; the
 engine maps them onto the dance data's own descriptor distribution with the
 quantiles stored in the checkpoint (:class:`livedance.model.context.DescriptorStats`),
 which is how motion-only training data is conditioned on music.
@@ -24,6 +26,7 @@ class ListenerSettings:
     peak_decay_db_per_s: float = 1.0  # running peak forgets this fast
     smoothing_s: float = 0.5  # time constant of energy/busyness smoothing
     busy_window_s: float = 2.0
+    on_beat: float = 0.15  # beats either side of a beat that count as "on" it
 
 
 @dataclass
@@ -46,28 +49,29 @@ class Listener:
         self.quiet_for = 1e9
         self.state = Listening()
         n = max(1, int(round(self.s.busy_window_s / hop_seconds)))
-        self._onsets = np.zeros(n, dtype=np.float32)
+        self._onsets = np.zeros(n, dtype=np.float64)
+        self._off_beat = np.zeros(n, dtype=np.float64)
         self._pos = 0
         self._alpha = 1.0 - np.exp(-hop_seconds / self.s.smoothing_s)
-        self._onset_level = 1e-3
 
-    def update(self, rms: np.ndarray, onset: np.ndarray) -> Listening:
-        """Consume per-hop RMS (linear) and onset strength arrays of equal length."""
+    def update(self, rms: np.ndarray, onset: np.ndarray, phase: np.ndarray) -> Listening:
+        """Consume per-hop RMS (linear), onset strength and beat phase in [0, 1),
+        arrays of equal length."""
         st = self.state
-        for r, o in zip(np.asarray(rms, np.float64), np.asarray(onset, np.float64)):
+        for r, o, ph in zip(np.asarray(rms, np.float64), np.asarray(onset, np.float64), np.asarray(phase, np.float64)):
             db = 20.0 * np.log10(max(float(r), 1e-6)) if np.isfinite(r) else -120.0
             self.peak_db = max(db, self.peak_db - self.s.peak_decay_db_per_s * self.dt, self.s.silence_db + 6)
             self.quiet_for = self.quiet_for + self.dt if db < self.s.silence_db else 0.0
             loud = np.clip((db - (self.peak_db - self.s.dynamic_range_db)) / self.s.dynamic_range_db, 0.0, 1.0)
-            if not np.isfinite(o):
-                o = 0.0
-            # Onset "is clear" relative to a slow running mean of the onset envelope.
-            self._onset_level += 0.01 * (o - self._onset_level)
-            self._onsets[self._pos] = 1.0 if o > 2.0 * self._onset_level and db > self.s.silence_db else 0.0
+            o = float(o) if np.isfinite(o) and db > self.s.silence_db else 0.0
+            off = min(ph, 1.0 - ph) > self.s.on_beat if np.isfinite(ph) else False
+            self._onsets[self._pos] = o
+            self._off_beat[self._pos] = o if off else 0.0
             self._pos = (self._pos + 1) % self._onsets.size
-            busy = float(self._onsets.mean()) * 4.0  # ~25% of hops with onsets is "very busy"
+            total = self._onsets.sum()
+            busy = self._off_beat.sum() / total if total > 1e-9 else 0.0
             st.energy += self._alpha * (float(loud) - st.energy)
-            st.busyness += self._alpha * (min(busy, 1.0) - st.busyness)
+            st.busyness += self._alpha * (busy - st.busyness)
             st.level_db = db
         st.silent = self.quiet_for >= self.s.silence_hold
         if st.silent:
