@@ -155,7 +155,7 @@ class DanceModel(nn.Module):
         gen.set_state(state.rng)
         z_move = q.sample(gen, float(temperature))[:, 0]
         start = last + (last - before)  # one frame-step beyond the previous end
-        x = self._ease_seam(self.vae.decode(z_init, z_move, start), start)  # (B, T, D)
+        x = self._ease_seam(self.vae.decode(z_init, z_move), start)  # (B, T, D)
         new_state = replace(
             state, lstm=lstm, prev_move=z_move, last_frames=x[:, -2:].clone(), rng=gen.get_state(), units=state.units + 1
         )
@@ -164,9 +164,9 @@ class DanceModel(nn.Module):
     def _ease_seam(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Shift the first frames' *pose* so frame 0 lands on ``target`` (B, D), fading out over SEAM_FRAMES.
 
-        The decoder starts from ``target`` up to its small learnt residual at
-        frame 0; this removes what is left, so seams never pop. Velocities are
-        left alone.
+        The initial-pose code is a lossy summary of the previous end pose (on
+        purpose, see ``UnitDecoder``); the gap would pop at every seam.
+        Velocities are left alone.
         """
         offset = (target - x[:, 0]) * self.vae.pose_mask  # (B, D)
         return x + self.seam_weight[None, :, None] * offset[:, None, :]

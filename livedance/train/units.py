@@ -43,7 +43,7 @@ def validate_vae(vae: UnitVAE, x: torch.Tensor, weights: VAELossWeights, seed: i
         xb = x[i : i + 256]
         out = vae(xb, weights, gen)
         # Decoding the encoder means (no sampling) is what generation quality depends on.
-        det = vae.decode(out.q_init.mu, out.q_move.mu, xb[:, 0])
+        det = vae.decode(out.q_init.mu, out.q_move.mu)
         terms = {k: float(v) for k, v in out.losses.items()}
         terms["recon_mean"] = float(torch.nn.functional.mse_loss(det, xb))
         for k, v in terms.items():
