@@ -92,9 +92,9 @@ class FeatureExtractor:
         x = np.concatenate([self._pending, np.asarray(samples, dtype=np.float64).ravel()])
         n = x.shape[0] // self.hop
         used = n * self.hop
-        self._pending = x[used:]
+        self._pending = x[used:].copy()  # copies: do not keep a whole file alive
         buf = np.concatenate([self._tail, x[:used]])
-        self._tail = buf[buf.shape[0] - (self.n_fft - self.hop) :]
+        self._tail = buf[buf.shape[0] - (self.n_fft - self.hop) :].copy()
         return self._frames_of(buf, n)
 
     def __call__(self, y: np.ndarray) -> FeatureBlock:
@@ -147,10 +147,8 @@ def warm_up() -> None:
     first live hop (the first call costs seconds)."""
     import librosa
 
-    from livedance.config import FeatureSettings as _FS
-
     sr = 22050
     y = (0.1 * np.sin(2 * np.pi * 220 * np.arange(sr) / sr)).astype(np.float32)
     librosa.onset.onset_strength(y=y, sr=sr)
     librosa.beat.beat_track(y=y, sr=sr)
-    FeatureExtractor(_FS(), sr, 512)(y)
+    FeatureExtractor(FeatureSettings(), sr, 512)(y)
