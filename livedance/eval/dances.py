@@ -67,7 +67,7 @@ class Script:
     busyness: np.ndarray
     style: np.ndarray  # (K,) int64
     take: int  # index into data.take_names
-    units: np.ndarray  # (K,) the take's own unit indices (the real dance to this music)
+    units: np.ndarray  # (K,) the take's own unit indices, looped to K
 
 
 #: Splits the model never trained on. Val is only logged during training, never
@@ -81,13 +81,13 @@ def held_out_takes(data: UnitData) -> list[np.ndarray]:
 
 
 def scripts(data: UnitData, count: int, length: int) -> list[Script]:
-    """``count`` scripts of up to ``length`` units, cycling over the held-out takes."""
+    """``count`` scripts of ``length`` units, cycling over the held-out takes."""
     takes = held_out_takes(data)
     if not takes:
         return []
     out = []
     for i in range(count):
-        seq = takes[i % len(takes)][:length]
+        seq = np.resize(takes[i % len(takes)], length)  # held-out takes are short: loop the "music"
         out.append(Script(data.tempo[seq], data.energy[seq], data.busyness[seq], np.asarray(data.style)[seq],
                           int(data.take[seq[0]]), seq))
     return out
@@ -99,27 +99,18 @@ def real_dances(data: UnitData) -> list[Dance]:
 
 
 def generated_dances(model: DanceModel, plan: list[Script], seed: int, temperature: float) -> list[Dance]:
-    """The model dancing to each script, all dancers in one batch."""
-    if not plan:
-        return []
-    k = min(len(s.tempo) for s in plan)
-    state = model.new_state(len(plan), seed)
-    units, codes = [], []
-    for step in range(k):
-        ctx = MusicContext(
-            tempo_bpm=np.array([s.tempo[step] for s in plan]),
-            energy=np.array([s.energy[step] for s in plan]),
-            busyness=np.array([s.busyness[step] for s in plan]),
-            style=np.array([s.style[step] for s in plan]),
-        )
-        feats, state = model.next_unit(state, ctx, temperature)
-        units.append(feats)
-        codes.append(state.prev_move.numpy())
-    units_arr, codes_arr = np.stack(units, 1), np.stack(codes, 1)  # (B, K, T, D), (B, K, Zm)
+    """The model dancing to each script, from a start pose of the script's first style."""
     out = []
-    for b, s in enumerate(plan):
-        d = render(units_arr[b], s.tempo[:k])
-        d.codes = codes_arr[b]
+    for i, s in enumerate(plan):
+        state = model.new_state(1, seed + i, style=int(s.style[0]))
+        units, codes = [], []
+        for k in range(len(s.tempo)):
+            ctx = MusicContext(tempo_bpm=s.tempo[k], energy=s.energy[k], busyness=s.busyness[k], style=int(s.style[k]))
+            feats, state = model.next_unit(state, ctx, temperature)
+            units.append(feats[0])
+            codes.append(state.prev_move[0].numpy())
+        d = render(np.stack(units), s.tempo)
+        d.codes = np.stack(codes)
         out.append(d)
     return out
 
