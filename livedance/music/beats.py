@@ -314,8 +314,10 @@ class BeatTracker:
         midpoints as strong as the beats (they are the missed beats);
         tracking at double tempo shows as every other beat being weak (they
         are off-beats). Either, held for two beats, halves or doubles the
-        period. Measured on the synthetic kits: at the right level
-        midpoint/beat <= 0.72 and weak/strong beat >= 0.44.
+        period (3 % slack at the ends of the tempo range, where estimates of
+        exactly min_bpm or max_bpm land either side). Measured on the
+        synthetic kits: at the right level midpoint/beat <= 0.72 and
+        weak/strong beat >= 0.44.
         """
         s = self.settings
         t = self._t
@@ -336,8 +338,8 @@ class BeatTracker:
         on = peak(b)
         mid = peak(0.5 * (b[1:] + b[:-1]))
         even, odd = float(on[::2].mean()), float(on[1::2].mean())
-        up = mid.mean() >= s.octave_up * on.mean() and 60.0 * self.frame_rate / (0.5 * self.period) <= s.max_bpm
-        down = min(even, odd) < s.octave_down * max(even, odd) and 60.0 * self.frame_rate / (2.0 * self.period) >= s.min_bpm
+        up = mid.mean() >= s.octave_up * on.mean() and 60.0 * self.frame_rate / (0.5 * self.period) <= 1.03 * s.max_bpm
+        down = min(even, odd) < s.octave_down * max(even, odd) and 60.0 * self.frame_rate / (2.0 * self.period) >= s.min_bpm / 1.03
         vote = 1 if up else -1 if down else 0
         self._level_ok = vote == 0
         self._level_votes = self._level_votes + vote if vote and np.sign(self._level_votes) in (0, vote) else vote
