@@ -159,3 +159,30 @@ def test_a_stalled_reader_counts_overruns_and_carries_on(pulse_sink):
         while time.monotonic() < t_end:
             got += src.read(4096, timeout=0.05).size
         assert got > 0.7 * settings.sample_rate and src.overruns == before and not src.device_lost
+
+
+def test_file_source_plays_to_the_device_and_is_paced_by_it(pulse_sink, tmp_path: Path):
+    audio, _ = drum_track(120, 3.0, sr=44100, seed=12)
+    wav = tmp_path / "drums.wav"
+    sf.write(wav, audio, 44100)
+    from livedance.audio.sources import FileSource
+
+    settings = AudioSettings(device="pulse")
+    with DeviceSource(settings) as mic:
+        mic.read(1 << 16, timeout=0.2)
+        heard: list[np.ndarray] = []
+        with FileSource(wav, settings, realtime=True, play=True) as song:
+            t0 = time.monotonic()
+            delivered = 0
+            while not song.finished and time.monotonic() - t0 < 8:
+                delivered += song.read(4096, timeout=0.05).size
+                heard.append(mic.read(4096))
+            elapsed = time.monotonic() - t0
+        t_end = time.monotonic() + 0.5
+        while time.monotonic() < t_end:
+            heard.append(mic.read(4096, timeout=0.05))
+    assert delivered == song.samples.size
+    assert 2.5 < elapsed < 4.5  # paced by the output device, about real time
+    captured = np.concatenate(heard)
+    # What was analysed was also played: the monitor heard the drums.
+    assert np.sqrt(np.mean(captured**2)) > 0.3 * np.sqrt(np.mean(song.samples**2))
