@@ -79,6 +79,19 @@ def test_composer_training_is_deterministic_and_writes_a_full_checkpoint(tmp_pat
     assert feats.shape == (2, 32, 148) and np.isfinite(feats).all()
 
 
+def test_resumed_composer_equals_an_uninterrupted_one(tmp_path: Path, data):
+    """The composer uses dropout: torch's global RNG must be part of the resumable state."""
+    train_units(data, tmp_path / "u.pt", TrainConfig(steps=2, batch=8, val_every=2), TINY, progress=False)
+    ccfg = ComposerConfig(hidden=24, move_dim=8, init_dim=8, n_styles=2)
+    full = TrainConfig(steps=6, batch=8, val_every=3, seed=5)
+    train_composer(data, tmp_path / "u.pt", tmp_path / "full.pt", full, ccfg, window=4, progress=False)
+    part = TrainConfig(steps=6, batch=8, val_every=3, seed=5, stop_after=2)
+    train_composer(data, tmp_path / "u.pt", tmp_path / "part.pt", part, ccfg, window=4, progress=False)
+    torch.manual_seed(123)  # whatever happens in between must not matter
+    train_composer(data, tmp_path / "u.pt", tmp_path / "part.pt", full, ccfg, window=4, resume=True, progress=False)
+    assert _same(_weights(tmp_path / "full.pt"), _weights(tmp_path / "part.pt"))
+
+
 def test_cli_errors_are_one_line(tmp_path: Path, capsys):
     assert main(["train", "composer", "--data", "synthetic", "--out", str(tmp_path / "x.pt")]) == 2
     assert "needs --units" in capsys.readouterr().err

@@ -70,14 +70,17 @@ class Script:
     units: np.ndarray  # (K,) the take's own unit indices, looped to K
 
 
-#: Splits the model never trained on. Val is only logged during training, never
-#: used to select a model, so it joins test as reference: with a few minutes
-#: of held-out dance, every extra take steadies the FID estimates.
+#: The reference: test takes. Val takes guided the choice of training
+#: settings, so they are only the fallback when a data set has no test split.
 HELD_OUT = ("test", "val")
 
 
 def held_out_takes(data: UnitData) -> list[np.ndarray]:
-    return [seq for split in HELD_OUT for seq in takes_of(data, split)]
+    for split in HELD_OUT:
+        takes = takes_of(data, split)
+        if takes:
+            return takes
+    return []
 
 
 def scripts(data: UnitData, count: int, length: int) -> list[Script]:

@@ -22,8 +22,9 @@ from livedance.motion.kinematic_beats import beat_alignment_score, kinematic_bea
 
 log = logging.getLogger(__name__)
 
-#: Units per FID segment: 8 beats, so every dance yields several samples.
-SEGMENT_UNITS = 4
+#: Units per FID segment (4 beats): held-out takes are short, and every
+#: segment is one more sample for the 72-d and 32-d covariances.
+SEGMENT_UNITS = 2
 
 SYSTEMS = ("real", "generated", "random", "retrieval")
 LABELS = {"real": "real held-out takes", "generated": "livedance (this checkpoint)", "random": "random units",
@@ -81,6 +82,12 @@ def evaluate(model: Any, data: Any, dances: int, units: int, seed: int, temperat
         "retrieval": retrieval_dances(data, plan, seed),
     }
     scores = {name: score_system(ds) for name, ds in sets.items()}
+    for name, sc in scores.items():
+        if len(sc.kinetic) < 2:
+            raise UserError(
+                f"too little motion to score the {LABELS[name]} ({len(sc.kinetic)} segments of {SEGMENT_UNITS} units); "
+                "give --data with more held-out takes or raise --units"
+            )
     ref = scores["real"]
     for name, sc in scores.items():
         rk, gk = M.normalise_pair(ref.kinetic, sc.kinetic)
@@ -188,8 +195,8 @@ def write_report(out: Path, scores: dict[str, SystemScores], sets: dict[str, lis
         "# livedance evaluation report", "",
         f"Checkpoint: `{checkpoint}`  ", f"Command: `{command}`", "",
         f"Dances: {len(sets['generated'])} generated, each to the descriptor sequence (tempo, energy, busyness, style) "
-        f"of a held-out take; {len(sets['real'])} real held-out sequences (test and val takes) as the reference. All systems rendered the same "
-        "way (units stretched onto their beats, 60 fps). FID and diversity on features of 8-beat segments, "
+        f"of a held-out take; {len(sets['real'])} real held-out sequences (the test takes) as the reference. All systems rendered the same "
+        "way (units stretched onto their beats, 60 fps). FID and diversity on features of 4-beat segments, "
         "standardised by the real set's statistics.", "",
         "| system | " + " | ".join(cols) + " |",
         "|---|" + "---|" * len(cols),

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=64, help="global batch size (units or windows; default 64)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     p.add_argument("--seed", type=int, default=0, help="random seed; CPU runs are bit-reproducible (default 0)")
-    p.add_argument("--hidden", type=int, default=192, help="hidden width of every recurrent layer (default 192)")
+    p.add_argument("--hidden", type=int, help="hidden width of the recurrent layers (default: units 192, composer 128)")
     p.add_argument("--window", type=int, default=16, help="composer stage: units per training sequence (default 16)")
     p.add_argument("--val-every", type=int, default=250, help="validate and log every N steps (default 250)")
     p.add_argument("--save-every", type=int, default=500, help="write checkpoint + resumable state every N steps")
@@ -63,14 +63,15 @@ def run(args: argparse.Namespace, settings: object) -> int:
     if args.stage == "units":
         from livedance.train.units import train_units
 
-        model_cfg = UnitVAEConfig(feature_dim=data.units.shape[2], unit_frames=data.units.shape[1], hidden=args.hidden)
+        model_cfg = UnitVAEConfig(feature_dim=data.units.shape[2], unit_frames=data.units.shape[1],
+                                  hidden=args.hidden or UnitVAEConfig.hidden)
         result = train_units(data, args.out, cfg, model_cfg, resume=args.resume, log_dir=args.log_dir, meta=meta,
                              progress=not args.no_progress)
     else:
         from livedance.train.composer import train_composer
 
-        model_cfg = None if args.hidden == 192 else ComposerConfig(hidden=args.hidden)
-        if model_cfg is not None:
+        model_cfg = None
+        if args.hidden is not None:
             from livedance.model.checkpoint import read_checkpoint
 
             vae_cfg = read_checkpoint(args.units)["vae_config"]

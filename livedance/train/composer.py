@@ -108,12 +108,14 @@ def composer_losses(
     """Composer-side loss terms for a batch; also returns the sampled codes (B, L, Zm)."""
     ctx, style = b["context"], b["style"]
     ctx_in, style_in = ctx, style
+    prev_in = b["prev"]
     if train:
         noise = torch.randn(ctx.shape, generator=gen, device=ctx.device)
         ctx_in = ctx + w.context_noise * noise
         drop = torch.rand(style.shape, generator=gen, device=style.device) < w.style_dropout
         style_in = torch.where(drop, torch.full_like(style, ANY_STYLE), style)
-    q, _ = composer(b["prev"], b["init"], ctx_in, style_in)
+        prev_in = prev_in + w.code_noise * torch.randn(prev_in.shape, generator=gen, device=prev_in.device)
+    q, _ = composer(prev_in, b["init"], ctx_in, style_in)
     mask = b["mask"]
     fake = q.sample(gen)
     energy_busy, logits = regressor(fake, ctx[..., :1])
@@ -192,7 +194,9 @@ def train_composer(
             mod.load_state_dict(st[key])
         for o, key in ((opt, "opt"), (opt_r, "opt_r"), (opt_c, "opt_c")):
             o.load_state_dict(st[key])
-        gen.set_state(st["gen"][info.rank])
+        gen_state, global_state = st["gen"][info.rank]
+        gen.set_state(gen_state)
+        torch.set_rng_state(global_state)
         step = int(st["step"])
         log.info("resumed from %s at step %d", spath, step)
 
@@ -208,10 +212,11 @@ def train_composer(
     bar = tqdm(total=cfg.steps, initial=step, desc="composer", disable=not (progress and info.main), dynamic_ncols=True)
 
     def save(final: bool) -> None:
-        gens = [gen.get_state()]
+        # Both our generator and torch's global one (dropout) must resume exactly.
+        gens = [(gen.get_state(), torch.get_rng_state())]
         if info.enabled:
             gathered: list[Any] = [None] * info.world
-            dist.all_gather_object(gathered, gen.get_state())
+            dist.all_gather_object(gathered, gens[0])
             gens = gathered
         if not info.main:
             return

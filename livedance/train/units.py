@@ -101,7 +101,9 @@ def train_units(
         disc.load_state_dict(st["disc"])
         opt.load_state_dict(st["opt"])
         opt_d.load_state_dict(st["opt_d"])
-        gen.set_state(st["gen"][info.rank])
+        gen_state, global_state = st["gen"][info.rank]
+        gen.set_state(gen_state)
+        torch.set_rng_state(global_state)
         step = int(st["step"])
         log.info("resumed from %s at step %d", spath, step)
 
@@ -115,10 +117,11 @@ def train_units(
     bar = tqdm(total=cfg.steps, initial=step, desc="units", disable=not (progress and info.main), dynamic_ncols=True)
 
     def save(final: bool) -> None:
-        gens = [gen.get_state()]
+        # Both our generator and torch's global one (dropout) must resume exactly.
+        gens = [(gen.get_state(), torch.get_rng_state())]
         if info.enabled:
             gathered: list[Any] = [None] * info.world
-            dist.all_gather_object(gathered, gen.get_state())
+            dist.all_gather_object(gathered, gens[0])
             gens = gathered
         if not info.main:
             return
