@@ -251,3 +251,38 @@ def test_new_state_starts_in_the_requested_style():
     assert all(any(torch.equal(f, p) for p in allowed) for f in state.last_frames)
     with pytest.raises(UserError, match="style 5 is unknown"):
         model.new_state(1, 0, style=5)
+
+
+def _swing(minimum_at: float) -> torch.Tensor:
+    """(1, 32, 148) features: the left arm swings with speed |f - minimum_at|, the root walks 1 cm/frame."""
+    from livedance import skeleton as sk
+    from livedance.motion.representation import motion_to_features
+
+    f = np.arange(33, dtype=np.float64)
+    angle = 0.02 * (f - minimum_at) * np.abs(f - minimum_at)  # d(angle)/df = 0.04 |f - minimum_at|
+    aa = np.zeros((33, 24, 3))
+    aa[:, sk.JOINT_INDEX["left_shoulder"], 2] = angle
+    trans = np.zeros((33, 3))
+    trans[:, 1] = sk.REST_PELVIS_HEIGHT
+    trans[:, 2] = 0.01 * f
+    return torch.from_numpy(motion_to_features(sk.axis_angle_to_matrix(aa), trans)[:32])[None]
+
+
+def test_beat_alignment_moves_the_mid_unit_speed_minimum_onto_the_beat():
+    from livedance.model.beat_align import align_beats, unit_speed
+
+    x = _swing(13.0)
+    assert int(unit_speed(x)[0, 10:20].argmin()) + 10 in (12, 13)  # steps 12->13 and 13->14 tie at the minimum
+    y = align_beats(x)
+    assert int(unit_speed(y)[0, 10:20].argmin()) + 10 in (15, 16)  # now around frame 16, the second beat
+    pose = np.r_[0, 4:148]
+    np.testing.assert_allclose(y[0, 0, pose], x[0, 0, pose], atol=1e-6)  # the unit still starts where it started
+    # Velocities are rescaled with the re-timing: the ground covered before the beat is the same.
+    assert float(y[0, :16, 2].sum()) == pytest.approx(float(x[0, :13, 2].sum()), abs=0.011)
+
+
+def test_beat_alignment_leaves_aligned_units_alone():
+    from livedance.model.beat_align import align_beats
+
+    x = _swing(16.0)
+    np.testing.assert_allclose(align_beats(x), x, atol=1e-5)

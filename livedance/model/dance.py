@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from livedance.errors import UserError
+from livedance.model.beat_align import align_beats
 from livedance.model.composer import Composer, LSTMState
 from livedance.model.context import ANY_STYLE, DescriptorStats, MusicContext
 from livedance.model.vae import UnitVAE
@@ -92,6 +93,8 @@ class DanceModel(nn.Module):
         n = min(SEAM_FRAMES, vae.cfg.unit_frames)
         seam[:n] = 0.5 * (1 + torch.cos(torch.linspace(0, torch.pi, n + 1)[:n]))
         self.register_buffer("seam_weight", seam, persistent=False)
+        #: Re-time each unit so its kinematic beats land on the music beats.
+        self.align_beats = True
         self.eval()
 
     @property
@@ -156,10 +159,14 @@ class DanceModel(nn.Module):
         z_move = q.sample(gen, float(temperature))[:, 0]
         start = last + (last - before)  # one frame-step beyond the previous end
         x = self._ease_seam(self.vae.decode(z_init, z_move), start)  # (B, T, D)
+        feats = self.denormalise(x)
+        if self.align_beats:
+            feats = align_beats(feats)
+            x = self.normalise(feats)
         new_state = replace(
             state, lstm=lstm, prev_move=z_move, last_frames=x[:, -2:].clone(), rng=gen.get_state(), units=state.units + 1
         )
-        return self.denormalise(x).numpy().astype(np.float32, copy=False), new_state
+        return feats.numpy().astype(np.float32, copy=False), new_state
 
     def _ease_seam(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Shift the first frames' *pose* so frame 0 lands on ``target`` (B, D), fading out over SEAM_FRAMES.

@@ -1,0 +1,81 @@
+"""Put a decoded unit's kinematic beats on the music beats (the paper's final beat warping).
+
+A unit spans two beats: the first at frame 0, the second at frame T/2, and
+the next unit's first at frame T. Real units have their speed minima
+(kinematic beats) there because they were cut on them; a decoded unit,
+being an average of similar movements, has them blurred a few frames off.
+:func:`align_beats` re-times the unit piecewise-linearly to put them back.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from livedance import skeleton as sk
+from livedance.motion.representation import ROOT_DXDZ, ROOT_DYAW, ROOT_HEIGHT, ROTATIONS
+
+
+def unit_speed(feats: torch.Tensor) -> torch.Tensor:
+    """(B, T, D) denormalised features -> (B, T-1) mean joint speed, metres per frame.
+
+    Step i is the motion from frame i to i+1. Joints are taken relative to
+    the floor position under the root (turning in place is ignored: the
+    metric's beats come from limb motion far more than from heading).
+    """
+    b, t, _ = feats.shape
+    rot = sk.rot6d_to_matrix(feats[..., ROTATIONS].reshape(b, t, sk.NUM_JOINTS, 6))
+    trans = torch.zeros(b, t, 3, dtype=feats.dtype)
+    trans[..., 1] = feats[..., ROOT_HEIGHT]
+    joints = sk.forward_kinematics(rot, trans)[1]  # (B, T, 24, 3)
+    limb = torch.linalg.vector_norm(joints.diff(dim=1), dim=-1).mean(-1)  # (B, T-1)
+    root = torch.linalg.vector_norm(feats[:, :-1, ROOT_DXDZ], dim=-1)
+    return limb + root
+
+
+def _minimum_near(speed: torch.Tensor, lo: int, hi: int, default: float) -> torch.Tensor:
+    """(B,) pose time of the speed minimum among steps [lo, hi], or ``default`` where it is on the window's edge."""
+    window = speed[:, lo : hi + 1]
+    k = window.argmin(dim=1)
+    # On the left edge: no minimum here. On the right edge of the end window:
+    # the unit slows down into its end, which already is the beat.
+    clear = (k > 0) & (k < window.shape[1] - 1)
+    kc = k.clamp(1, window.shape[1] - 2)
+    a, b, c = (torch.gather(window, 1, (kc + d)[:, None])[:, 0] for d in (-1, 0, 1))
+    curve = a - 2 * b + c
+    # Sub-frame position of the minimum: vertex of the parabola through the three steps.
+    delta = torch.where(curve > 1e-12, 0.5 * (a - c) / curve.clamp_min(1e-12), torch.zeros_like(curve)).clamp(-0.5, 0.5)
+    # A minimum on step i (frames i -> i+1) is the pose at frame i + 0.5.
+    at = (lo + kc).to(speed.dtype) + 0.5 + delta
+    return torch.where(clear, at, torch.full_like(at, default))
+
+
+def align_beats(feats: torch.Tensor, snap: int = 4) -> torch.Tensor:
+    """Re-time units (B, T, D) so their kinematic beats fall on the unit's two music beats.
+
+    The speed minimum within ``snap`` frames of T/2 moves onto T/2; the one
+    within ``snap`` frames before the end moves onto the end, i.e. onto the
+    next unit's first beat (what follows it is dropped: the next unit starts
+    from where this one now ends, so seams stay continuous). Units without
+    a clear minimum in a window keep that point. Per-frame velocities are
+    rescaled by the local change of rate, so the ground covered is kept.
+    """
+    b, t, _ = feats.shape
+    mid = t // 2
+    speed = unit_speed(feats)
+    # Light smoothing, as the beat metric smooths, so one noisy frame does not decide.
+    speed = torch.nn.functional.avg_pool1d(speed[:, None], 3, stride=1, padding=1, count_include_pad=False)[:, 0]
+    m1 = _minimum_near(speed, mid - snap - 1, mid + snap - 1, float(mid))[:, None]  # (B, 1)
+    m2 = _minimum_near(speed, t - snap - 2, t - 2, float(t))[:, None]
+
+    f = torch.arange(t, dtype=feats.dtype)[None].expand(b, t)  # new frame index
+    first = f <= mid
+    rate = torch.where(first, m1 / mid, (m2 - m1) / (t - mid))  # old frames per new frame
+    tau = torch.where(first, f * rate, m1 + (f - mid) * rate)  # old time of each new frame
+    i0 = tau.floor().clamp(0, t - 2).long()
+    frac = (tau - i0.to(feats.dtype))[..., None]  # may exceed 1 at the very end: linear extrapolation
+    a = torch.gather(feats, 1, i0[..., None].expand(-1, -1, feats.shape[2]))
+    c = torch.gather(feats, 1, (i0 + 1)[..., None].expand(-1, -1, feats.shape[2]))
+    out = a + (c - a) * frac
+    vel = [ROOT_DXDZ.start, ROOT_DXDZ.start + 1, ROOT_DYAW]
+    out[..., vel] = out[..., vel] * rate[..., None]
+    return out
