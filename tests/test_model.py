@@ -286,3 +286,19 @@ def test_beat_alignment_leaves_aligned_units_alone():
 
     x = _swing(16.0)
     np.testing.assert_allclose(align_beats(x), x, atol=1e-5)
+
+
+def test_beat_accent_slows_down_on_the_beats():
+    from livedance.model.beat_align import accent_beats, unit_speed
+
+    x = _swing(-100.0)  # nearly constant speed: no beat of its own
+    assert torch.equal(accent_beats(x, 0.0), x)
+    y = accent_beats(x, 0.5)
+    speed = unit_speed(y)[0]
+    # Slowest around the two beats (frames 0 and 16), fastest half-way between.
+    assert int(speed[8:24].argmin()) + 8 in (15, 16)
+    assert int(speed[:16].argmax()) in (7, 8)
+    assert float(speed[7:9].mean()) > 2.0 * float(speed[15:17].mean())
+    np.testing.assert_allclose(y[0, [0, 16]], x[0, [0, 16]] * torch.tensor([1, 0.5, 0.5, 0.5] + [1] * 144)[None], atol=1e-5)
+    # Same ground covered per beat: the rate averages to one.
+    assert float(y[0, :16, 2].sum()) == pytest.approx(float(x[0, :16, 2].sum()), rel=0.02)

@@ -79,3 +79,31 @@ def align_beats(feats: torch.Tensor, snap: int = 4) -> torch.Tensor:
     vel = [ROOT_DXDZ.start, ROOT_DXDZ.start + 1, ROOT_DYAW]
     out[..., vel] = out[..., vel] * rate[..., None]
     return out
+
+
+def accent_beats(feats: torch.Tensor, strength: float = 0.5) -> torch.Tensor:
+    """Re-time units (B, T, D) to slow down on every beat and speed up between beats.
+
+    Within each beat the playback rate is ``1 - strength * cos(2 pi u)`` (u =
+    position in the beat): it averages to one, so beat instants, unit
+    boundaries and the overall duration stay put, while the motion's speed
+    at each beat drops to ``1 - strength`` of its own. Dancers hit the beat
+    by pausing on it (that is what a kinematic beat is); a decoded unit,
+    averaging similar movements, has that pause blurred, and this restores
+    it whatever the movement.
+    """
+    if strength <= 0.0:
+        return feats
+    b, t, d = feats.shape
+    beat = t // 2
+    f = torch.arange(t, dtype=feats.dtype)
+    u = (f % beat) / beat
+    start = f - f % beat
+    tau = start + beat * (u - strength / (2 * torch.pi) * torch.sin(2 * torch.pi * u))  # old time of each new frame
+    rate = 1.0 - strength * torch.cos(2 * torch.pi * u)  # old frames per new frame
+    i0 = tau.floor().clamp(0, t - 2).long()
+    frac = (tau - i0.to(feats.dtype))[None, :, None]
+    out = feats[:, i0] + (feats[:, i0 + 1] - feats[:, i0]) * frac
+    vel = [ROOT_DXDZ.start, ROOT_DXDZ.start + 1, ROOT_DYAW]
+    out[..., vel] = out[..., vel] * rate[None, :, None]
+    return out

@@ -20,13 +20,15 @@ import torch
 from torch import nn
 
 from livedance.errors import UserError
-from livedance.model.beat_align import align_beats
+from livedance.model.beat_align import accent_beats, align_beats
 from livedance.model.composer import Composer, LSTMState
 from livedance.model.context import ANY_STYLE, DescriptorStats, MusicContext
 from livedance.model.vae import UnitVAE
 
 #: Frames over which a unit's start is eased onto the previous unit's end.
 SEAM_FRAMES = 8
+#: Default beat accent: the speed at each beat drops to half the movement's own.
+BEAT_ACCENT = 0.5
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ class DanceModel(nn.Module):
         self.register_buffer("seam_weight", seam, persistent=False)
         #: Re-time each unit so its kinematic beats land on the music beats.
         self.align_beats = True
+        #: How much each unit slows down on its beats (0 = as decoded); see ``accent_beats``.
+        self.beat_accent = BEAT_ACCENT
         self.eval()
 
     @property
@@ -162,7 +166,8 @@ class DanceModel(nn.Module):
         feats = self.denormalise(x)
         if self.align_beats:
             feats = align_beats(feats)
-            x = self.normalise(feats)
+        feats = accent_beats(feats, self.beat_accent)
+        x = self.normalise(feats)  # the state carries what was actually danced
         new_state = replace(
             state, lstm=lstm, prev_move=z_move, last_frames=x[:, -2:].clone(), rng=gen.get_state(), units=state.units + 1
         )
