@@ -8,6 +8,7 @@ kinematics has already run: sinks never recompute it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -23,7 +24,7 @@ class BeatEvent:
     tempo: float  # BPM at that beat
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Frame:
     """One presentation instant of D dancers.
 
@@ -35,7 +36,8 @@ class Frame:
         trans: (D, 3) pelvis world position, metres, y up.
         rotations: (D, 24, 3, 3) local joint rotations (root: global).
         joints: (D, 24, 3) world joint positions, metres, y up.
-        quaternions: (D, 24, 4) the local rotations as (w, x, y, z).
+        quaternions: (D, 24, 4) the local rotations as (w, x, y, z), computed
+            on first use (only OSC and VMC need them) and then cached.
         tempo: current tempo estimate, BPM.
         beat_phase: position within the current beat, [0, 1).
         confidence: beat-tracker confidence, [0, 1].
@@ -49,12 +51,15 @@ class Frame:
     trans: np.ndarray
     rotations: np.ndarray
     joints: np.ndarray
-    quaternions: np.ndarray
     tempo: float = 120.0
     beat_phase: float = 0.0
     confidence: float = 0.0
     energy: float = 0.0
     beats: tuple[BeatEvent, ...] = field(default=())
+
+    @cached_property
+    def quaternions(self) -> np.ndarray:
+        return matrix_to_quaternion(self.rotations)
 
     @property
     def dancers(self) -> int:
@@ -82,6 +87,5 @@ class Frame:
             trans=trans,
             rotations=rotations,
             joints=joints,
-            quaternions=matrix_to_quaternion(rotations),
             **music,  # type: ignore[arg-type]
         )

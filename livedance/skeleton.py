@@ -363,10 +363,7 @@ def yaw_to_matrix(yaw: Array) -> Array:
 # Forward kinematics.
 
 
-@_polymorphic
-def forward_kinematics(
-    rotations: Array, trans: Array, offsets: Array | None = None
-) -> tuple[Array, Array]:
+def forward_kinematics(rotations: Array, trans: Array, offsets: Array | None = None) -> tuple[Array, Array]:
     """Global joint rotations and positions from local rotations.
 
     Args:
@@ -378,18 +375,26 @@ def forward_kinematics(
 
     Returns:
         ``(global_rotations, joints)``: (..., 24, 3, 3) and (..., 24, 3).
+
+    The loop only uses ``@``, ``+`` and indexing, which numpy and torch share,
+    so it runs natively on either: the frame clock calls it on small numpy
+    arrays every frame, where torch's per-op dispatch would cost 6x more.
     """
-    if offsets is None:
-        offsets = torch.as_tensor(REST_OFFSETS, dtype=rotations.dtype, device=rotations.device)
-    elif isinstance(offsets, np.ndarray):
-        offsets = torch.as_tensor(offsets, dtype=rotations.dtype, device=rotations.device)
-    glob: list[torch.Tensor] = [rotations[..., 0, :, :]]
-    pos: list[torch.Tensor] = [trans]
+    if isinstance(rotations, torch.Tensor):
+        to = functools.partial(torch.as_tensor, dtype=rotations.dtype, device=rotations.device)
+        stack: Callable[..., Array] = lambda xs, axis: torch.stack(xs, dim=axis)  # noqa: E731
+    else:
+        to = functools.partial(np.asarray, dtype=rotations.dtype)
+        stack = np.stack
+    offsets = to(REST_OFFSETS if offsets is None else offsets)
+    trans = to(trans)
+    glob = [rotations[..., 0, :, :]]
+    pos = [trans]
     for j in range(1, NUM_JOINTS):
         p = int(PARENTS[j])
         glob.append(glob[p] @ rotations[..., j, :, :])
         pos.append(pos[p] + (glob[p] @ offsets[..., j, :, None])[..., 0])
-    return torch.stack(glob, dim=-3), torch.stack(pos, dim=-2)
+    return stack(glob, axis=-3), stack(pos, axis=-2)
 
 
 @_polymorphic

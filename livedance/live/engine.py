@@ -232,14 +232,18 @@ class Engine:
             self.weight = float(np.clip(self.weight + np.sign(target - self.weight) * rate, 0.0, 1.0))
             dance = self.timeline.sample(self.clock.position)
         beat_phase = self.clock.position % 1.0
-        idle = idle_features(music_time, beat_phase, np.arange(self.dancers) + self.seed)
-        if dance is None:
-            dance = self.last_feats if self.last_feats is not None else idle
-        else:
+        if dance is not None:
             self.last_feats = dance
+        elif self.last_feats is not None:
+            dance = self.last_feats
         w = self.weight * self.weight * (3 - 2 * self.weight)  # smoothstep: no velocity kink
-        feats = w * dance + (1 - w) * idle
-        feats[:, 1:4] = w * dance[:, 1:4]  # idle stands still
+        if dance is None or w < 1.0:
+            idle = idle_features(music_time, beat_phase, np.arange(self.dancers) + self.seed)
+            dance = idle if dance is None else dance
+            feats = w * dance + (1 - w) * idle
+            feats[:, 1:4] = w * dance[:, 1:4]  # idle stands still
+        else:
+            feats = dance.copy()
         if frozen:
             feats[:, 1:4] = 0.0
         rotations, trans = self._pose(feats, step * FRAMES_PER_BEAT)

@@ -312,12 +312,11 @@ def frames_from_motion(poses: np.ndarray, trans: np.ndarray, fps: float, beats: 
     given; forward kinematics runs once for the whole sequence.
     """
     from livedance.frames import BeatEvent
-    from livedance.skeleton import axis_angle_to_matrix, forward_kinematics, matrix_to_quaternion
+    from livedance.skeleton import axis_angle_to_matrix, forward_kinematics
 
     rot = axis_angle_to_matrix(np.asarray(poses, dtype=np.float32).reshape(-1, 24, 3))[:, None]  # (N, 1, 24, 3, 3)
     root = np.asarray(trans, dtype=np.float32).reshape(-1, 1, 3)
     _, joints = forward_kinematics(rot, root)
-    quats = matrix_to_quaternion(rot)
     beats = np.sort(np.asarray(beats, dtype=np.float64)) if beats is not None and len(beats) else np.zeros(0)
     tempo = 60.0 / float(np.median(np.diff(beats))) if len(beats) > 2 else 120.0
     t = np.arange(len(rot)) / fps
@@ -332,7 +331,7 @@ def frames_from_motion(poses: np.ndarray, trans: np.ndarray, fps: float, beats: 
     return [
         Frame(
             index=i, time=float(t[i]), wall_time=0.0, trans=root[i], rotations=rot[i], joints=joints[i],
-            quaternions=quats[i], tempo=tempo, beat_phase=float(phase[i]) % 1.0,
+            tempo=tempo, beat_phase=float(phase[i]) % 1.0,
             confidence=1.0 if len(beats) else 0.0,
             beats=tuple(BeatEvent(int(b), float(beats[b]), tempo) for b in range(first[i], k[i])),
         )

@@ -1,0 +1,132 @@
+"""The engine, end to end and causal, with the shipped checkpoint and synthetic
+music of known beats."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from livedance import skeleton as sk
+from livedance.config import Settings
+from livedance.live.commands import build_engine
+from livedance.live.run import frames_offline
+from livedance.motion.kinematic_beats import kinematic_beats, mean_joint_speed
+from livedance.music.synth import drum_track
+
+SR = 22050
+FPS = 60.0
+
+
+def dance(audio: np.ndarray, seed: int = 0, dancers: int = 1, **engine: object):
+    settings = Settings()
+    settings.engine.seed = seed
+    settings.engine.dancers = dancers
+    for k, v in engine.items():
+        setattr(settings.engine, k, v)
+    eng = build_engine(settings)
+    frames, weights = [], []
+    for f in frames_offline(eng, audio, SR, FPS):
+        frames.append(f)
+        weights.append(eng.weight)
+    return frames, np.asarray(weights), eng
+
+
+@pytest.fixture(scope="module")
+def steady():
+    audio, beats = drum_track(120, 24.0, SR, seed=3, pattern="four")
+    frames, weights, eng = dance(audio)
+    return audio, beats, frames, weights, eng
+
+
+def nearest_offsets(motion_beats_s: np.ndarray, music_beats_s: np.ndarray) -> np.ndarray:
+    idx = np.clip(np.searchsorted(motion_beats_s, music_beats_s), 1, len(motion_beats_s) - 1)
+    cand = np.stack([motion_beats_s[idx - 1], motion_beats_s[idx]])
+    return np.min(np.abs(cand - music_beats_s), axis=0)
+
+
+def test_motion_beats_land_on_music_beats(steady):
+    _, beats, frames, weights, _ = steady
+    joints = np.stack([f.joints[0] for f in frames])
+    assert weights[-1] == 1.0, "the dancer never started dancing to a steady beat"
+    motion = kinematic_beats(joints, FPS) / FPS
+    music = beats[(beats > 8.0) & (beats < 23.0)]
+    off = nearest_offsets(motion, music)
+    # Most music beats have a kinematic beat within 2 frames at 30 fps.
+    assert np.median(off) < 0.045, f"median offset {np.median(off) * 1000:.0f} ms"
+    assert np.mean(off < 0.07) > 0.7
+    # ... and the dancer really moves (not a statue whose noise has minima everywhere).
+    assert mean_joint_speed(joints[480:], FPS).mean() > 0.3
+
+
+def test_frames_are_valid_bodies_on_stage(steady):
+    _, _, frames, _, _ = steady
+    joints = np.stack([f.joints[0] for f in frames])
+    assert np.isfinite(joints).all()
+    # Feet stay near the floor, head above them, within the stage circle.
+    feet = joints[:, [sk.JOINT_INDEX["left_foot"], sk.JOINT_INDEX["right_foot"]], 1].min(axis=1)
+    assert np.percentile(np.abs(feet), 95) < 0.25
+    radius = Settings().engine.stage_radius
+    assert np.hypot(joints[:, 0, 0], joints[:, 0, 2]).max() <= radius + 1e-6
+    rot = np.stack([f.rotations[0] for f in frames])
+    np.testing.assert_allclose(rot @ np.swapaxes(rot, -1, -2), np.broadcast_to(np.eye(3), rot.shape), atol=1e-4)
+
+
+def test_no_pops_at_unit_seams(steady):
+    _, _, frames, weights, _ = steady
+    joints = np.stack([f.joints[0] for f in frames])
+    step = np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(axis=1)  # (N-1,) worst joint per frame
+    # A human joint barely exceeds 10 m/s even in fast dance: 0.17 m per frame at 60 fps.
+    assert step.max() < 0.17, f"pop of {step.max():.3f} m in one frame at {np.argmax(step) / FPS:.2f} s"
+
+
+def test_same_seed_same_dance_bit_for_bit(steady):
+    audio, _, frames, _, _ = steady
+    again, _, _ = dance(audio[: 8 * SR], seed=0)
+    a = np.stack([f.joints for f in frames[: len(again)]])
+    b = np.stack([f.joints for f in again])
+    assert np.array_equal(a, b)
+    other, _, _ = dance(audio[: 8 * SR], seed=5)
+    assert np.abs(np.stack([f.joints for f in other]) - b).max() > 0.05
+
+
+def test_silence_gives_idle_then_reentry_on_the_beat():
+    audio, beats = drum_track(120, 26.0, SR, seed=4, pattern="rock", breaks=[(10.0, 16.0)])
+    frames, weights, _ = dance(audio)
+    t = np.arange(len(frames)) / FPS
+    assert weights[(t > 7) & (t < 10)].min() == 1.0
+    assert weights[(t > 12) & (t < 16)].max() == 0.0, "still dancing in silence"
+    joints = np.stack([f.joints[0] for f in frames])
+    root_speed = np.linalg.norm(np.diff(joints[:, 0, [0, 2]], axis=0), axis=1) * FPS
+    assert root_speed[(t[1:] > 12.5) & (t[1:] < 16)].max() < 0.05, "idle should stand its ground"
+    # Re-entry: dancing starts again on a music beat after the break.
+    start = t[np.argmax((t > 16) & (weights > 0))]
+    after = beats[beats >= 16.0]
+    # Within the 70 ms window beat-tracking evaluations use (mir_eval F-measure).
+    assert np.min(np.abs(after - start)) < 0.07, f"re-entered at {start:.3f}s, beats {after[:4]}"
+    assert start < 16.0 + 4 * 0.5 + 0.1, "took more than 4 beats to come back"
+    assert weights[t > 22].min() == 1.0
+
+
+def test_louder_denser_music_moves_more():
+    quiet, _ = drum_track(110, 16.0, SR, seed=5, pattern="rock", gain=0.5, bass=False)
+    # Same tempo: a quiet, sparse half then a loud, dense half.
+    loud, _ = drum_track(110, 16.0, SR, seed=6, pattern="funk", gain=0.5)
+    sparse = quiet * 0.06
+    audio = np.concatenate([loud[: 8 * SR], sparse[8 * SR : 16 * SR], loud[: 8 * SR]])
+    frames, weights, _ = dance(audio)
+    joints = np.stack([f.joints[0] for f in frames])
+    speed = mean_joint_speed(joints, FPS)
+    t = np.arange(len(frames)) / FPS
+    in_sparse = speed[(t > 11) & (t < 16)].mean()
+    in_loud = speed[(t > 19) & (t < 24)].mean()
+    assert in_loud > 1.15 * in_sparse, f"loud {in_loud:.2f} m/s vs quiet {in_sparse:.2f} m/s"
+
+
+def test_several_dancers_differ_and_keep_apart():
+    audio, _ = drum_track(120, 8.0, SR, seed=7)
+    frames, _, _ = dance(audio, dancers=3)
+    j = np.stack([f.joints for f in frames])  # (N, 3, 24, 3)
+    assert j.shape[1] == 3
+    assert np.abs(j[:, 0] - j[:, 1] - (j[0, 0, 0] - j[0, 1, 0])).max() > 0.05  # not copies
+    gap = np.linalg.norm(j[:, 0, 0, [0, 2]] - j[:, 1, 0, [0, 2]], axis=-1)
+    assert gap.min() > 0.3
