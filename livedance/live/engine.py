@@ -150,6 +150,10 @@ class Engine:
         ctx = self.model.descriptors.context_from_levels(self._tempo(), energy, m.busyness, style)
         return ctx, temperature
 
+    def needs_unit(self) -> bool:
+        """Does the timeline lack a unit it will need soon? (cheap; for waking the generator)"""
+        return self.timeline.needs(self.clock.position) is not None
+
     def plan(self) -> int:
         """Generate every unit the timeline needs now; returns how many."""
         import time as _time

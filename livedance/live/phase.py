@@ -38,13 +38,16 @@ class BeatClock:
     rate: float = 2.0  # beats per second applied on the last frame
 
     def advance(self, dt: float, tempo_bpm: float, target_phase: float | None) -> float:
-        """Move the clock by one frame of ``dt`` seconds toward ``target_phase``
-        (the tracker's beat phase in [0, 1) at the frame's music time, or None
-        to free-run). Returns the beats advanced (never negative)."""
+        """Move the clock by one frame of ``dt`` seconds so that it lands on
+        ``target_phase`` (the tracker's beat phase in [0, 1) at the music time
+        of the frame being made, or None to free-run). Returns the beats
+        advanced (never negative)."""
         base = tempo_bpm / 60.0
         rate = base
         if target_phase is not None:
-            error = wrap_phase(target_phase - (self.position % 1.0))
+            # Steer where the clock is about to be, not where it was: the
+            # frame being made shows the target's time, one dt after the last.
+            error = wrap_phase(target_phase - ((self.position + base * dt) % 1.0))
             rate = base * (1.0 + self.correction * error)
         self.rate = min(max(rate, base * (1 - self.max_rate_change)), base * (1 + self.max_rate_change))
         step = self.rate * dt

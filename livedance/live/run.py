@@ -80,6 +80,7 @@ class LiveRunner:
         self.latency = latency
         self.stats = LiveStats()
         self.stopped = threading.Event()
+        self._wake = threading.Event()  # the frame thread asks the generator for units
         self.latest: Frame | None = None
         self._threads: list[threading.Thread] = []
         self._offset: float | None = None  # smoothed (audio clock - monotonic clock)
@@ -96,13 +97,12 @@ class LiveRunner:
 
     def _generate(self) -> None:
         while not self.stopped.is_set():
+            self._wake.wait(0.1)
+            self._wake.clear()
             try:
-                made = self.engine.plan()
+                self.engine.plan()
             except Exception:  # noqa: BLE001 - keep dancing on the units we have
                 log.exception("unit generation failed; retrying")
-                made = 0
-            if not made:
-                self.stopped.wait(0.004)
 
     def _frames(self) -> None:
         period = 1.0 / self.fps
@@ -128,6 +128,8 @@ class LiveRunner:
                 self.latency = controls.snapshot().latency_ms / 1000.0
             frame = self.engine.frame(self._music_time(now) + self.latency, time.time() + self.latency, period)
             self.latest = frame
+            if self.engine.needs_unit():
+                self._wake.set()
             for sink in list(self.sinks):
                 try:
                     sink.send(frame)
@@ -151,6 +153,7 @@ class LiveRunner:
 
     def stop(self) -> None:
         self.stopped.set()
+        self._wake.set()
         for t in self._threads:
             t.join(timeout=2.0)
         try:
