@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import distributed as dist
 from torch import nn
+from tqdm import tqdm
 
 from livedance.errors import UserError
 
@@ -42,6 +43,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the original (not the bounds of one sitting)."""
+        transient = ("steps", "max_minutes", "stop_after", "threads", "val_every", "save_every")
+        return {k: v for k, v in self.to_dict().items() if k not in transient}
 
 
 @dataclass(frozen=True)
@@ -232,3 +238,106 @@ class Stopwatch:
         if self.last_step is not None and step >= self.last_step:
             return True
         return self.limit is not None and self.seconds >= self.limit
+
+
+class Session:
+    """One sitting of a training stage: resumable state, batches, bounds, metrics and progress.
+
+    ``parts`` are everything with a ``state_dict`` that must survive a
+    restart (models, critics, optimisers); together with both random
+    generators (ours and torch's global one, which dropout uses) they make
+    a resumed run bit-identical to an uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        cfg: TrainConfig,
+        info: Dist,
+        out: Path,
+        parts: dict[str, Any],
+        gen: torch.Generator,
+        fingerprint: dict[str, Any],
+        resume: bool = False,
+        log_dir: Path | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.stage, self.cfg, self.info, self.parts, self.gen = stage, cfg, info, parts, gen
+        self.fingerprint = {"stage": stage, "train": cfg.identity(), "world": info.world, **fingerprint}
+        self.path = state_path(out)
+        self.step = 0
+        self.stopped = False
+        if resume:
+            st = load_state(self.path, self.fingerprint)
+            for name, part in parts.items():
+                part.load_state_dict(st[name])
+            gen_state, global_state = st["rng"][info.rank]
+            gen.set_state(gen_state)
+            torch.set_rng_state(global_state)
+            self.step = int(st["step"])
+            log.info("resumed %s from %s at step %d", stage, self.path, self.step)
+        self.metrics = MetricsLog(log_dir or out.with_name(out.stem + ".metrics"), enabled=info.main, resume=resume)
+        self.stopwatch = Stopwatch(cfg.max_minutes, self.step, cfg.stop_after)
+        self.bar = tqdm(total=cfg.steps, initial=self.step, desc=stage, disable=not (progress and info.main), dynamic_ncols=True)
+
+    @property
+    def running(self) -> bool:
+        return self.step < self.cfg.steps and not self.stopped
+
+    @property
+    def final(self) -> bool:
+        return self.step == self.cfg.steps
+
+    def batches(self, n: int) -> Iterator[np.ndarray]:
+        """:func:`batches` over ``n`` items, fast-forwarded past the steps already done."""
+        stream = batches(n, self.cfg.batch, self.cfg.seed, self.info)
+        for _ in range(self.step):
+            next(stream)
+        return stream
+
+    def advance(self) -> tuple[bool, bool]:
+        """Count a finished step; returns (validate and log now?, save now?)."""
+        self.step += 1
+        self.bar.update(1)
+        stop = self.stopwatch.expired(self.step) and self.step < self.cfg.steps
+        if self.info.enabled:  # every rank must agree to stop, or the others hang in all-reduce
+            flag = torch.tensor([float(stop)])
+            dist.all_reduce(flag)
+            stop = bool(flag.item())
+        self.stopped = stop
+        end = self.final or stop
+        return self.step % self.cfg.val_every == 0 or end, self.step % self.cfg.save_every == 0 or end
+
+    def row(self, opt: torch.optim.Optimizer, train: dict[str, float]) -> dict[str, Any]:
+        """A metrics row: step, time, learning rate and the train terms averaged over ranks."""
+        row: dict[str, Any] = {"step": self.step, "seconds": round(self.stopwatch.seconds, 2), "lr": opt.param_groups[0]["lr"]}
+        row.update(mean_across({f"train_{k}": v for k, v in train.items()}, self.info))
+        return row
+
+    def log(self, row: dict[str, Any], **postfix: float) -> None:
+        self.metrics.write(row)
+        self.bar.set_postfix({k: f"{v:.3f}" for k, v in postfix.items()})
+        log.info("%s step %d: %s", self.stage, self.step, row)
+
+    def save_state(self) -> bool:
+        """Write the resumable state. Every rank must call it (it gathers their RNG states);
+        returns True on the rank that also writes the checkpoint."""
+        rng: list[Any] = [(self.gen.get_state(), torch.get_rng_state())]
+        if self.info.enabled:
+            gathered: list[Any] = [None] * self.info.world
+            dist.all_gather_object(gathered, rng[0])
+            rng = gathered
+        if not self.info.main:
+            return False
+        state = {"fingerprint": self.fingerprint, "step": self.step, "rng": rng}
+        state.update({name: part.state_dict() for name, part in self.parts.items()})
+        save_state(self.path, state)
+        return True
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.stopped:
+            log.warning("%s stopped at step %d of %d (time or --stop-after bound); continue with --resume",
+                        self.stage, self.step, self.cfg.steps)
+        teardown(self.info)
+

@@ -15,9 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import distributed as dist
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from livedance.errors import UserError
 from livedance.model.checkpoint import build_vae, make_payload, read_checkpoint, save_checkpoint
@@ -176,56 +174,22 @@ def train_composer(
     opt_c = torch.optim.Adam(critic.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + info.rank)
 
-    fingerprint = {
-        "stage": "composer",
-        "train": {k: v for k, v in cfg.to_dict().items() if k not in ("steps", "max_minutes", "stop_after", "threads", "val_every", "save_every")},
-        "model": model_cfg.to_dict(),
-        "loss": asdict(w),
-        "window": window,
-        "units": int(len(units)),
-        "vae_sha256": payload["sha256"],
-        "world": info.world,
-    }
-    spath = common.state_path(out)
-    step = 0
-    if resume:
-        st = common.load_state(spath, fingerprint)
-        for mod, key in ((composer, "composer"), (regressor, "regressor"), (critic, "critic")):
-            mod.load_state_dict(st[key])
-        for o, key in ((opt, "opt"), (opt_r, "opt_r"), (opt_c, "opt_c")):
-            o.load_state_dict(st[key])
-        gen_state, global_state = st["gen"][info.rank]
-        gen.set_state(gen_state)
-        torch.set_rng_state(global_state)
-        step = int(st["step"])
-        log.info("resumed from %s at step %d", spath, step)
-
+    session = common.Session(
+        "composer", cfg, info, out,
+        {"composer": composer, "regressor": regressor, "critic": critic, "opt": opt, "opt_r": opt_r, "opt_c": opt_c}, gen,
+        {"model": model_cfg.to_dict(), "loss": asdict(w), "window": window, "units": int(len(units)),
+         "vae_sha256": payload["sha256"]},
+        resume=resume, log_dir=log_dir, progress=progress,
+    )
     composer_ddp = common.wrap(composer, info, device)
     regressor_ddp = common.wrap(regressor, info, device)
     critic_ddp = common.wrap(critic, info, device)
-    metrics = common.MetricsLog(log_dir or out.with_name(out.stem + ".metrics"), enabled=info.main, resume=resume)
-    stopwatch = common.Stopwatch(cfg.max_minutes, step, cfg.stop_after)
-    stream = common.batches(len(train_seq.windows), cfg.batch, cfg.seed, info)
-    for _ in range(step):
-        next(stream)
+    stream = session.batches(len(train_seq.windows))
     last_val: dict[str, float] = {}
-    bar = tqdm(total=cfg.steps, initial=step, desc="composer", disable=not (progress and info.main), dynamic_ncols=True)
 
-    def save(final: bool) -> None:
-        # Both our generator and torch's global one (dropout) must resume exactly.
-        gens = [(gen.get_state(), torch.get_rng_state())]
-        if info.enabled:
-            gathered: list[Any] = [None] * info.world
-            dist.all_gather_object(gathered, gens[0])
-            gens = gathered
-        if not info.main:
+    def save() -> None:
+        if not session.save_state():
             return
-        common.save_state(
-            spath,
-            {"fingerprint": fingerprint, "step": step, "composer": composer.state_dict(), "regressor": regressor.state_dict(),
-             "critic": critic.state_dict(), "opt": opt.state_dict(), "opt_r": opt_r.state_dict(), "opt_c": opt_c.state_dict(),
-             "gen": gens},
-        )
         full = make_payload(
             vae=vae.cpu(),
             norm=norm,
@@ -234,18 +198,18 @@ def train_composer(
             style_names=list(data.style_names),
             composer=composer.cpu(),
             descriptors=stats,
-            meta={**(meta or {}), "stage": "composer", "units_meta": payload.get("meta"), "step": step, "final": final,
-                  "seconds": round(stopwatch.seconds, 1), "windows": int(len(train_seq.windows)), "val": last_val,
-                  "config": cfg.to_dict(), "world": info.world},
+            meta={**(meta or {}), "stage": "composer", "units_meta": payload.get("meta"), "step": session.step,
+                  "final": session.final, "seconds": round(session.stopwatch.seconds, 1),
+                  "windows": int(len(train_seq.windows)), "val": last_val, "config": cfg.to_dict(), "world": info.world},
         )
         vae.to(device)
         composer.to(device)
         save_checkpoint(out, full)
 
     composer.train()
-    while step < cfg.steps:
+    while session.running:
         b = train_seq.batch(torch.from_numpy(next(stream)))
-        common.set_lr(opt, common.cosine_lr(step, cfg.steps, cfg.lr))
+        common.set_lr(opt, common.cosine_lr(session.step, cfg.steps, cfg.lr))
         regressor.requires_grad_(False)
         critic.requires_grad_(False)
         losses, fake = composer_losses(composer_ddp, regressor, critic, b, w, n_styles, gen)
@@ -273,31 +237,18 @@ def train_composer(
         opt_c.zero_grad(set_to_none=True)
         c_loss.backward()
         opt_c.step()
-        step += 1
-        bar.update(1)
 
-        stop = stopwatch.expired(step) and step < cfg.steps
-        if info.enabled:
-            flag = torch.tensor([float(stop)])
-            dist.all_reduce(flag)
-            stop = bool(flag.item())
-        if step % cfg.val_every == 0 or step == cfg.steps or stop:
-            row = {"step": step, "seconds": round(stopwatch.seconds, 2), "lr": opt.param_groups[0]["lr"]}
-            row.update(common.mean_across({f"train_{k}": float(v.detach()) for k, v in losses.items()}, info))
-            row.update(common.mean_across({"train_regressor": float(r_loss.detach()), "train_critic": float(c_loss.detach())}, info))
+        log_now, save_now = session.advance()
+        if log_now:
+            terms = {k: float(v.detach()) for k, v in losses.items()}
+            row = session.row(opt, {**terms, "regressor": float(r_loss.detach()), "critic": float(c_loss.detach())})
             if len(val_seq.windows):
                 last_val = validate_composer(composer, regressor, critic, val_seq, w, n_styles, cfg.seed)
                 row.update(last_val)
-            metrics.write(row)
-            bar.set_postfix(nll=f"{row['train_nll']:.3f}", val=f"{last_val.get('val_nll', float('nan')):.3f}")
-            log.info("composer step %d: %s", step, row)
-        if step % cfg.save_every == 0 or step == cfg.steps or stop:
-            save(final=step == cfg.steps)
-        if stop:
-            log.warning("stopping at step %d of %d (time or --stop-after bound); continue with --resume", step, cfg.steps)
-            break
-    bar.close()
-    common.teardown(info)
+            session.log(row, nll=row["train_nll"], val=last_val.get("val_nll", float("nan")))
+        if save_now:
+            save()
+    session.close()
     return last_val
 
 

@@ -9,8 +9,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import distributed as dist
-from tqdm import tqdm
 
 from livedance.model.checkpoint import make_payload, save_checkpoint
 from livedance.model.critics import UnitDiscriminator, lsgan_d_loss, lsgan_g_loss
@@ -85,68 +83,35 @@ def train_units(
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + info.rank)
 
-    fingerprint = {
-        "stage": "units",
-        "train": {k: v for k, v in cfg.to_dict().items() if k not in ("steps", "max_minutes", "stop_after", "threads", "val_every", "save_every")},
-        "model": model_cfg.to_dict(),
-        "loss": asdict(w),
-        "units": int(len(units)),
-        "world": info.world,
-    }
-    spath = common.state_path(out)
-    step = 0
-    if resume:
-        st = common.load_state(spath, fingerprint)
-        vae.load_state_dict(st["vae"])
-        disc.load_state_dict(st["disc"])
-        opt.load_state_dict(st["opt"])
-        opt_d.load_state_dict(st["opt_d"])
-        gen_state, global_state = st["gen"][info.rank]
-        gen.set_state(gen_state)
-        torch.set_rng_state(global_state)
-        step = int(st["step"])
-        log.info("resumed from %s at step %d", spath, step)
-
+    session = common.Session(
+        "units", cfg, info, out, {"vae": vae, "disc": disc, "opt": opt, "opt_d": opt_d}, gen,
+        {"model": model_cfg.to_dict(), "loss": asdict(w), "units": int(len(units))},
+        resume=resume, log_dir=log_dir, progress=progress,
+    )
     vae_ddp, disc_ddp = common.wrap(vae, info, device), common.wrap(disc, info, device)
-    metrics = common.MetricsLog(log_dir or out.with_name(out.stem + ".metrics"), enabled=info.main, resume=resume)
-    stopwatch = common.Stopwatch(cfg.max_minutes, step, cfg.stop_after)
-    stream = common.batches(len(train_idx), cfg.batch, cfg.seed, info)
-    for _ in range(step):  # replay the shuffle so a resumed run sees the same batches
-        next(stream)
+    stream = session.batches(len(train_idx))
     last_val: dict[str, float] = {}
-    bar = tqdm(total=cfg.steps, initial=step, desc="units", disable=not (progress and info.main), dynamic_ncols=True)
 
-    def save(final: bool) -> None:
-        # Both our generator and torch's global one (dropout) must resume exactly.
-        gens = [(gen.get_state(), torch.get_rng_state())]
-        if info.enabled:
-            gathered: list[Any] = [None] * info.world
-            dist.all_gather_object(gathered, gens[0])
-            gens = gathered
-        if not info.main:
+    def save() -> None:
+        if not session.save_state():
             return
-        common.save_state(
-            spath,
-            {"fingerprint": fingerprint, "step": step, "vae": vae.state_dict(), "disc": disc.state_dict(),
-             "opt": opt.state_dict(), "opt_d": opt_d.state_dict(), "gen": gens},
-        )
         payload = make_payload(
             vae=vae.cpu(),
             norm=norm,
             start_poses=starts,
             start_styles=start_styles,
             style_names=list(data.style_names),
-            meta={**(meta or {}), "stage": "units", "step": step, "final": final, "seconds": round(stopwatch.seconds, 1),
-                  "train_units": int(len(train_idx)), "val": last_val, "config": cfg.to_dict(), "world": info.world},
+            meta={**(meta or {}), "stage": "units", "step": session.step, "final": session.final,
+                  "seconds": round(session.stopwatch.seconds, 1), "train_units": int(len(train_idx)), "val": last_val,
+                  "config": cfg.to_dict(), "world": info.world},
         )
         vae.to(device)
         save_checkpoint(out, payload)
 
     vae.train()
-    while step < cfg.steps:
-        idx = torch.from_numpy(next(stream))
-        x = x_train[idx]
-        common.set_lr(opt, common.cosine_lr(step, cfg.steps, cfg.lr))
+    while session.running:
+        x = x_train[torch.from_numpy(next(stream))]
+        common.set_lr(opt, common.cosine_lr(session.step, cfg.steps, cfg.lr))
         res = vae_ddp(x, w, gen)
         disc.requires_grad_(False)  # the generator step must not move the critic
         adv = lsgan_g_loss(disc(res.recon))
@@ -162,29 +127,16 @@ def train_units(
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
-        step += 1
-        bar.update(1)
 
-        stop = stopwatch.expired(step) and step < cfg.steps
-        if info.enabled:  # every rank must agree to stop, or the others hang in all-reduce
-            flag = torch.tensor([float(stop)])
-            dist.all_reduce(flag)
-            stop = bool(flag.item())
-        if step % cfg.val_every == 0 or step == cfg.steps or stop:
-            row = {"step": step, "seconds": round(stopwatch.seconds, 2), "lr": opt.param_groups[0]["lr"]}
-            row.update(common.mean_across({f"train_{k}": float(v.detach()) for k, v in res.losses.items()}, info))
-            row.update(common.mean_across({"train_adv": float(adv.detach()), "train_disc": float(d_loss.detach())}, info))
+        log_now, save_now = session.advance()
+        if log_now:
+            terms = {k: float(v.detach()) for k, v in res.losses.items()}
+            row = session.row(opt, {**terms, "adv": float(adv.detach()), "disc": float(d_loss.detach())})
             if len(x_val):
                 last_val = validate_vae(vae, x_val, w, cfg.seed)
                 row.update(last_val)
-            metrics.write(row)
-            bar.set_postfix(loss=f"{row['train_total']:.3f}", val=f"{last_val.get('val_recon_mean', float('nan')):.3f}")
-            log.info("units step %d: %s", step, row)
-        if step % cfg.save_every == 0 or step == cfg.steps or stop:
-            save(final=step == cfg.steps)
-        if stop:
-            log.warning("stopping at step %d of %d (time or --stop-after bound); continue with --resume", step, cfg.steps)
-            break
-    bar.close()
-    common.teardown(info)
+            session.log(row, loss=row["train_total"], val=last_val.get("val_recon_mean", float("nan")))
+        if save_now:
+            save()
+    session.close()
     return last_val
