@@ -1,0 +1,181 @@
+"""`livedance dance` and `livedance perform` as a user runs them: real files,
+real UDP on 127.0.0.1, a real (virtual) audio device, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from pythonosc.osc_packet import OscPacket
+
+from livedance.motion.io import load_motion
+from livedance.music.synth import drum_track
+
+SR = 22050
+
+
+def livedance(*args: str, timeout: float = 300, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "livedance.cli", *args], capture_output=True, text=True, timeout=timeout, **kw
+    )
+
+
+@pytest.fixture(scope="module")
+def song(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    audio, beats = drum_track(120, 12.0, 44100, seed=21, pattern="four")
+    path = tmp_path_factory.mktemp("song") / "song.wav"
+    sf.write(path, np.stack([audio, audio], axis=1), 44100)  # stereo 44.1 kHz: resampled, mixed down
+    return path, beats
+
+
+def test_dance_writes_every_format_and_is_reproducible(song, tmp_path: Path):
+    path, beats = song
+    out = tmp_path / "a.npz"
+    r = livedance("dance", str(path), "-o", str(out), "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    with np.load(out) as z:
+        assert {"poses", "trans", "joints", "fps", "beats"} <= set(z.files)
+        n = z["poses"].shape[0]
+        assert z["poses"].shape == (n, 24, 3) and z["joints"].shape == (n, 24, 3) and z["trans"].shape == (n, 3)
+        assert float(z["fps"]) == 60.0 and abs(n - 12.0 * 60) <= 1
+        # The beats the engine tracked are the music's (after it locked).
+        tracked = z["beats"]
+        late = beats[beats > 4.0]
+        assert np.all([np.min(np.abs(tracked - b)) < 0.07 for b in late[:-1]])
+        first = {k: z[k].copy() for k in ("poses", "trans", "joints")}
+    again = tmp_path / "b.npz"
+    assert livedance("dance", str(path), "-o", str(again), "--seed", "3").returncode == 0
+    with np.load(again) as z:
+        for k, v in first.items():
+            assert np.array_equal(z[k], v), f"{k} differs between two runs with one seed"
+    for ext in (".bvh", ".pkl"):
+        r = livedance("dance", str(path), "-o", str(tmp_path / f"c{ext}"), "--seed", "3")
+        assert r.returncode == 0, r.stderr
+        clip = load_motion(tmp_path / f"c{ext}")
+        np.testing.assert_allclose(clip.joints()[::2][:100], first["joints"][::2][:100], atol=2e-3)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["dance", "/nonexistent.wav", "-o", "x.npz"], "not found"),
+        (["dance", "{song}", "-o", "x.txt"], "unknown extension"),
+        (["dance", "{song}", "-o", "x.npz", "--checkpoint", "/nonexistent.pt"], "checkpoint"),
+        (["perform", "--input", "{song}", "--osc", "localhost:notaport", "--seconds", "1"], "port"),
+        (["perform", "--input", "{song}", "--dancers", "0", "--seconds", "1"], "dancers"),
+    ],
+)
+def test_user_errors_are_one_line(song, tmp_path: Path, args: list[str], message: str):
+    r = livedance(*[a.format(song=song[0]) for a in args], cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0].lower() and "Traceback" not in r.stderr, r.stderr
+
+
+class UdpCollector:
+    """A loopback UDP receiver on its own thread (bounded: stops when asked)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.packets: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.packets.append(self.sock.recv(65536))
+            except socket.timeout:
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def messages(packets: list[bytes]) -> list[tuple[str, list]]:
+    out = []
+    for p in packets:
+        for m in OscPacket(p).messages:
+            out.append((m.message.address, m.message.params))
+    return out
+
+
+@pytest.mark.slow
+def test_perform_streams_osc_and_records_until_sigint(song, tmp_path: Path):
+    path, _ = song
+    rx = UdpCollector()
+    rec = tmp_path / "live.npz"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "livedance.cli", "perform", "--input", str(path), "--no-window",
+         "--osc", f"127.0.0.1:{rx.port}", "--record", str(rec)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(rx.packets) < 60 * 3 * 4:  # ~4 s of frames
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        rx.close()
+    assert proc.returncode == 0, err
+    msgs = messages(rx.packets)
+    frames = [p for a, p in msgs if a == "/livedance/frame"]
+    assert len(frames) >= 200, f"only {len(frames)} frames arrived"
+    idx = [p[0] for p in frames]
+    assert idx == sorted(idx)
+    pelvis = [p for a, p in msgs if a == "/livedance/d0/pelvis/pos"]
+    assert len(pelvis) == len(frames) and all(len(p) == 3 for p in pelvis)
+    # Recording was finalised on SIGINT and holds what was streamed.
+    with np.load(rec) as z:
+        assert z["poses"].shape[0] == len(frames)
+        np.testing.assert_allclose(z["joints"][:, 0], np.array(pelvis), atol=1e-5)
+    assert "performed" in out
+
+
+@pytest.mark.slow
+def test_perform_from_a_virtual_audio_device(pulse_sink, tmp_path: Path):
+    audio, _ = drum_track(120, 10.0, 44100, seed=22, pattern="rock")
+    wav = tmp_path / "drums.wav"
+    sf.write(wav, audio, 44100)
+    rec = tmp_path / "dev.npz"
+    env = {**os.environ}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "livedance.cli", "perform", "--device", "pulse", "--no-window",
+         "--seconds", "14", "--record", str(rec)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        time.sleep(3.0)  # model load + warm-up before the music starts
+        player = subprocess.Popen(["paplay", f"--device={pulse_sink.sink}", str(wav)])
+        player.wait(timeout=30)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    with np.load(rec) as z:
+        tempo = z["tempo"]
+        joints = z["joints"]
+    n = len(tempo)
+    assert n > 10 * 60
+    # While the music played the tracker heard 120 BPM and the body moved.
+    assert np.median(np.abs(tempo[n // 3 : 2 * n // 3] - 120)) < 3
+    speed = np.linalg.norm(np.diff(joints, axis=0), axis=-1).mean(axis=1) * 60
+    assert speed[n // 3 : 2 * n // 3].mean() > 0.3
