@@ -237,7 +237,7 @@ def model_from_payload(data: Payload, p: Path) -> DanceModel:
         list(data["style_names"]),
         data["start_styles"].numpy(),
     )
-    model.meta = dict(data.get("meta") or {})  # type: ignore[assignment]
+    model.meta = dict(data.get("meta") or {})
     return model.eval()
 
 

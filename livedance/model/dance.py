@@ -14,6 +14,7 @@ Usage (what the engine does, once per unit, ahead of time)::
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -99,6 +100,8 @@ class DanceModel(nn.Module):
         self.align_beats = True
         #: How much each unit slows down on its beats (0 = as decoded); see ``accent_beats``.
         self.beat_accent = BEAT_ACCENT
+        #: Training metadata of the checkpoint it came from (command, steps, validation).
+        self.meta: dict[str, Any] = {}
         self.eval()
 
     @property
