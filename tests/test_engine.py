@@ -130,3 +130,34 @@ def test_several_dancers_differ_and_keep_apart():
     assert np.abs(j[:, 0] - j[:, 1] - (j[0, 0, 0] - j[0, 1, 0])).max() > 0.05  # not copies
     gap = np.linalg.norm(j[:, 0, 0, [0, 2]] - j[:, 1, 0, [0, 2]], axis=-1)
     assert gap.min() > 0.3
+
+
+def test_controls_steer_the_engine():
+    from livedance.live.controls import Controls
+
+    settings = Settings()
+    controls = Controls.from_settings(settings)
+    eng = build_engine(settings, controls)
+    silence = np.zeros(int(20 * SR), dtype=np.float32)
+    frames = []
+    for i, f in enumerate(frames_offline(eng, silence, SR, FPS)):
+        t = i / FPS
+        if i == 1:
+            controls.apply("tempo_override", 100.0)  # dance at 100 BPM to nothing
+        if abs(t - 12.0) < 1e-9:
+            controls.apply("frozen", True)
+        if abs(t - 14.0) < 1e-9:
+            controls.apply("dancers", 2)
+        frames.append(f)
+    joints = np.stack([f.joints[0] for f in frames])
+    t = np.arange(len(frames)) / FPS
+    # Forced tempo: it dances in silence, hitting beats 0.6 s apart.
+    assert mean_joint_speed(joints[(t > 4) & (t < 11)], FPS).mean() > 0.3
+    motion = kinematic_beats(joints[(t > 4) & (t < 11)], FPS) / FPS
+    assert abs(np.median(np.diff(motion)) - 0.6) < 0.1, np.diff(motion)
+    assert all(abs(f.tempo - 100.0) < 1e-6 for f in frames[5:700])
+    # Frozen: the pose holds still.
+    held = joints[(t > 12.1) & (t < 13.9)]
+    assert np.abs(held - held[0]).max() < 1e-6
+    # Two dancers from the moment it was asked.
+    assert frames[-1].dancers == 2 and frames[int(13 * FPS)].dancers == 1

@@ -172,7 +172,7 @@ class Controls:
                 s = self._state
                 self._state = replace(s, frozen=not s.frozen, version=s.version + 1)
             return
-        self._update(frozen=bool(_number("frozen", value)))
+        self._update(frozen=value if isinstance(value, bool) else bool(_number("frozen", value)))
 
     def set_tempo_override(self, value: Value) -> None:
         if value is None:

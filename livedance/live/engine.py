@@ -178,12 +178,16 @@ class Engine:
 
     # -------------------------------------------------------------- frame clock
 
+    def _override(self) -> float | None:
+        """The operator's forced tempo (OSC, tap, keyboard), if any."""
+        if self.controls is None:
+            return None
+        override = self.controls.snapshot().tempo_override
+        return float(override) if override else None
+
     def _tempo(self) -> float:
-        if self.controls is not None:
-            override = self.controls.snapshot().tempo_override
-            if override:
-                return float(override)
-        return self.music.tempo
+        override = self._override()
+        return override if override is not None else self.music.tempo
 
     def _phase_at(self, t: float) -> float | None:
         m = self.music
@@ -217,11 +221,16 @@ class Engine:
         frozen = self._follow_controls()
         with self._lock:
             m = self.music
-            tempo = self._tempo()
-            phase = self._phase_at(music_time)
+            override = self._override()
             beats = tuple(m.beats)
             m.beats.clear()
-            dancing = (not m.silent) and m.confidence >= (0.25 if self.weight > 0 else 0.5)
+            if override is not None:
+                # A forced tempo puts the operator in charge: dance at it,
+                # free-running, whatever the tracker thinks.
+                tempo, phase, dancing = override, None, True
+            else:
+                tempo, phase = m.tempo, self._phase_at(music_time)
+                dancing = (not m.silent) and m.confidence >= (0.25 if self.weight > 0 else 0.5)
             if dancing and self.enter_at is None:
                 # Re-enter on the beat: the next unit starts on the next predicted beat.
                 if phase is not None:
@@ -277,7 +286,8 @@ class Engine:
         self.offset[:, 0] += c * dx + s * dz
         self.offset[:, 2] += -s * dx + c * dz
         self.yaw += feats[:, 3] * canonical_step
-        self._keep_on_stage()
+        if canonical_step > 0:  # frozen dancers are not steered either
+            self._keep_on_stage()
         local = sk.rot6d_to_matrix(feats[:, 4:].reshape(b, sk.NUM_JOINTS, 6).astype(np.float64))
         local[:, 0] = sk.yaw_to_matrix(self.yaw) @ local[:, 0]
         trans = self.home + self.offset
