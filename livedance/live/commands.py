@@ -70,6 +70,10 @@ def run_dance(args: argparse.Namespace, settings: Settings) -> int:
     recorder = Recorder(args.output, settings.engine.fps)
     if args.video and not str(args.video).lower().endswith((".mp4", ".mkv", ".mov")):
         raise UserError(f"--video {args.video}: use an .mp4 (or .mkv/.mov) file name")
+    if args.video:
+        from livedance.outputs.renderer import check_shaders
+
+        check_shaders()  # before minutes of dancing, not after
     source = FileSource(args.song, settings.audio, realtime=False)
     engine = build_engine(settings)
     fps = settings.engine.fps

@@ -61,6 +61,26 @@ def shader_source(name: str) -> str:
     return _INCLUDE.sub(lambda m: shader_source(m.group(1)), text)
 
 
+#: Every shader pair the renderers build (SceneRenderer and the FXAA pass).
+PROGRAMS = (
+    ("body.vert", "body.frag"),
+    ("shadow.vert", "shadow.frag"),
+    ("floor.vert", "floor.frag"),
+    ("background.vert", "background.frag"),
+    ("background.vert", "fxaa.frag"),
+)
+
+
+def check_shaders() -> None:
+    """Read (and expand) every shader now, so a missing file is a one-line
+    :class:`UserError` when a window or video is set up, not an error in a
+    render thread minutes into a performance (which used to end in a
+    traceback and no video)."""
+    for pair in PROGRAMS:
+        for name in pair:
+            shader_source(name)
+
+
 def build_program(ctx: moderngl.Context, vertex: str, fragment: str) -> moderngl.Program:
     """Compile and link ``shaders/<vertex>`` + ``shaders/<fragment>``."""
     try:

@@ -29,7 +29,7 @@ import numpy as np
 from livedance.errors import UserError
 from livedance.frames import Frame
 from livedance.outputs.body import BodyMesh
-from livedance.outputs.renderer import OffscreenRenderer
+from livedance.outputs.renderer import OffscreenRenderer, check_shaders
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,7 @@ class VideoWriter:
         audio = Path(audio_path) if audio_path is not None else None
         if audio is not None and not audio.is_file():
             raise UserError(f"cannot mux music {audio}: no such file")
+        check_shaders()  # fail at start, not in the render thread
         self.size = (width, height)
         self.fps = fps
         self.frames_written = 0

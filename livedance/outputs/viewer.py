@@ -241,6 +241,9 @@ class Viewer:
     """The dancer window. A sink (``send``/``close``) that the engine feeds from any thread."""
 
     def __init__(self, settings: ViewerSettings, controls: ControlsLike | None = None, kiosk: bool = False) -> None:
+        from livedance.outputs.renderer import check_shaders
+
+        check_shaders()  # a missing shader is a one-line error before the show starts
         self.settings = settings
         self.controls = controls
         self.kiosk = kiosk
