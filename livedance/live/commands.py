@@ -141,9 +141,10 @@ def run_perform(args: argparse.Namespace, settings: Settings) -> int:
         if args.control:
             from livedance.live.osc_control import ControlServer
 
+            # Listens from construction on (its thread starts in __init__; there
+            # is no start(): calling one made every `perform --control` exit 1).
             server = ControlServer.from_settings(settings.osc, controls, args.control)
             stack.callback(server.close)
-            server.start()
         engine = build_engine(settings, controls)
         viewer = None
         if window:
