@@ -156,6 +156,8 @@ class Perform:
             time.sleep(0.05)
 
     def finish(self, sig: int | None = None, timeout: float = 30.0) -> int:
+        if self._out.closed:
+            return self.proc.returncode
         try:
             if sig is not None and self.proc.poll() is None:
                 self.proc.send_signal(sig)
@@ -403,3 +405,199 @@ def test_unreachable_and_stalled_receivers_do_not_slow_the_frame_clock(song: Pat
         assert dropped <= 0.02 * frames
         assert load_motion(rec).joints().shape[0] == frames
         assert "Traceback" not in r.stderr
+
+
+# -- hostile control packets ------------------------------------------------------------
+
+
+def _osc_string(text: bytes) -> bytes:
+    return text + b"\x00" * (4 - len(text) % 4)
+
+
+def _msg(address: bytes, tags: bytes, payload: bytes = b"") -> bytes:
+    return _osc_string(address) + _osc_string(b"," + tags) + payload
+
+
+def hostile_packets(rng: random.Random) -> dict[str, list[bytes]]:
+    ctl = b"/livedance/control/"
+    nested = _msg(ctl + b"energy", b"f", struct.pack(">f", 0.1))
+    for _ in range(40):  # bundles nested 40 deep
+        nested = b"#bundle\x00" + b"\x00" * 8 + struct.pack(">i", len(nested)) + nested
+    return {
+        "random bytes": [rng.randbytes(rng.randint(1, 1500)) for _ in range(500)],
+        "oversized": [_msg(ctl + b"energy", b"f", struct.pack(">f", 0.2)) + b"\x00" * 60000 for _ in range(20)],
+        "wrong types": [
+            _msg(ctl + b"energy", b"s", _osc_string(b"loud")),
+            _msg(ctl + b"energy", b"b", struct.pack(">i", 4) + b"abcd"),
+            _msg(ctl + b"energy", b"f", struct.pack(">f", float("nan"))),
+            _msg(ctl + b"temperature", b"f", struct.pack(">f", float("inf"))),
+            _msg(ctl + b"dancers", b"i", struct.pack(">i", 100000)),
+            _msg(ctl + b"dancers", b"f", struct.pack(">f", 2.5)),
+            _msg(ctl + b"seed", b"i", struct.pack(">i", -5)),
+            _msg(ctl + b"tempo", b"d", struct.pack(">d", 1e300)),
+            _msg(ctl + b"latency", b"h", struct.pack(">q", 2**62)),
+            _msg(ctl + b"style", b"ii", struct.pack(">ii", 1, 2)),
+        ] * 20,
+        "malformed": [
+            _msg(ctl + b"energy", b"f"),  # argument missing
+            _msg(ctl + b"energy", b"f", b"\x00\x00"),
+            ctl + b"energy",  # no terminator, no tags
+            b"#bundle\x00" + b"\x00" * 8 + struct.pack(">i", 10**6) + b"\x00" * 8,
+            b"#bundle\x00" + b"\x00" * 8 + struct.pack(">i", -4),
+            nested,
+            _msg(b"/livedance/control/\xff\xfe", b""),
+        ] * 20,
+        "unknown or path-like addresses": [
+            _msg(b"/livedance/control/../../../etc/passwd", b""),
+            _msg(b"/livedance/control/load", b"s", _osc_string(b"/etc/shadow")),
+            _msg(b"/" + b"A" * 3000, b""),
+            _msg(b"/livedance/control/style", b"s", _osc_string(b"file:///dev/zero")),
+        ] * 20,
+        "far-future bundle timetag": [
+            b"#bundle\x00" + b"\xff" * 8 + struct.pack(">i", 24) + _msg(ctl + b"energy", b"f", struct.pack(">f", 0.3))
+        ] * 20,
+    }
+
+
+@pytest.mark.slow
+def test_hostile_control_packets_and_a_flood(song: Path, tmp_path: Path):
+    port_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    port_sock.bind(("127.0.0.1", 0))
+    port = port_sock.getsockname()[1]
+    port_sock.close()
+    p = Perform(tmp_path, "--input", str(song), "--control", f"127.0.0.1:{port}", "--seconds", "40")
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target = ("127.0.0.1", port)
+    rng = random.Random(8)
+    packets = hostile_packets(rng)
+    try:
+        p.wait_dancing(frames=240)  # 4 s: the tracker has locked, the body dances
+        t0 = time.monotonic()
+        for kind, batch in packets.items():
+            for dgram in batch:
+                try:
+                    tx.sendto(dgram, target)
+                except OSError:
+                    pass  # 60 kB packets may exceed a small loopback MTU setting
+            time.sleep(0.05)
+        t1 = time.monotonic()
+        # The flood: 10,000 messages a second for 2 s (valid-looking and garbage mixed).
+        flood = [_msg(b"/livedance/control/energy", b"f", struct.pack(">f", 0.0)), rng.randbytes(64)]
+        f0 = time.monotonic()
+        sent = 0
+        while time.monotonic() - f0 < 2.0:
+            for _ in range(100):
+                tx.sendto(flood[sent & 1], target)
+                sent += 1
+            time.sleep(max(0.0, f0 + sent / 10000.0 - time.monotonic()))
+        f1 = time.monotonic()
+        time.sleep(0.5)
+        # A valid control still works afterwards: freeze holds the pose.
+        for _ in range(3):
+            tx.sendto(_msg(b"/livedance/control/freeze", b"i", struct.pack(">i", 1)), target)
+        time.sleep(0.5)
+        n0 = len(p.rx.pelvis)
+        time.sleep(1.0)
+        frozen = np.array(p.rx.pelvis[n0:])
+        tx.sendto(_msg(b"/livedance/control/resume", b""), target)
+        time.sleep(0.5)
+        n1 = len(p.rx.pelvis)
+        time.sleep(1.0)
+        resumed = np.array(p.rx.pelvis[n1:])
+    finally:
+        tx.close()
+        code = p.finish(signal.SIGTERM)
+    n_hostile = sum(len(b) for b in packets.values())
+    with fault("hostile control packets (random, oversized, wrong types, malformed, paths, timetags)", len(packets)):
+        assert code == 0, p.stderr[-3000:]
+        assert "Traceback" not in p.stderr
+        assert p.rx.fps_between(t0, t1) >= MIN_FPS, p.rx.fps_between(t0, t1)
+        assert n_hostile > 900
+    with fault("control flood (10k messages/s for 2 s)"):
+        assert sent >= 19000, sent
+        fps = p.rx.fps_between(f0, f1)
+        assert fps >= MIN_FPS, fps
+        assert "flood" in p.stderr  # logged once, then counted
+        assert len(frozen) > 50 and np.ptp(frozen, axis=0).max() < 1e-4, np.ptp(frozen, axis=0)
+        assert np.ptp(resumed, axis=0).max() > 1e-3  # dancing again
+    frames, dropped = performed(p.stdout)
+    assert dropped <= 0.02 * frames
+
+
+# -- things that cannot start: one line, exit 2 -------------------------------------------
+
+
+def _checkpoints(tmp: Path) -> dict[str, tuple[Path, tuple[str, ...]]]:
+    import torch
+
+    from livedance.model.checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
+
+    good = DEFAULT_CHECKPOINT.read_bytes()
+    out: dict[str, tuple[Path, tuple[str, ...]]] = {}
+    (tmp / "random.pt").write_bytes(np.random.default_rng(1).bytes(200_000))
+    out["random bytes"] = (tmp / "random.pt", ("corrupt",))
+    (tmp / "truncated.pt").write_bytes(good[: len(good) // 2])
+    out["truncated"] = (tmp / "truncated.pt", ("truncated",))
+    (tmp / "empty.pt").write_bytes(b"")
+    out["empty file"] = (tmp / "empty.pt", ("checkpoint",))
+    payload = torch.load(DEFAULT_CHECKPOINT, map_location="cpu", weights_only=True)
+    wrong = {**payload, "contract": {**payload["contract"], "feature_dim": payload["contract"]["feature_dim"] + 1}}
+    save_checkpoint(tmp / "mismatch.pt", wrong)
+    out["mismatched contract (feature_dim)"] = (tmp / "mismatch.pt", ("feature_dim",))
+    tampered = {**payload, "weights": dict(payload["weights"])}
+    key = next(iter(tampered["weights"]))
+    tampered["weights"][key] = tampered["weights"][key] + 1.0
+    torch.save(tampered, tmp / "tampered.pt")  # old digest kept
+    out["tampered weights (digest mismatch)"] = (tmp / "tampered.pt", ("integrity",))
+    torch.save({"format": "something-else"}, tmp / "other.pt")
+    out["not a livedance checkpoint"] = (tmp / "other.pt", ("not a livedance checkpoint",))
+    save_checkpoint(tmp / "future.pt", {**payload, "format_version": 99})
+    out["newer format version"] = (tmp / "future.pt", ("version",))
+    save_checkpoint(tmp / "units.pt", {**payload, "kind": "units"})
+    out["units-only checkpoint"] = (tmp / "units.pt", ("unit vae",))
+    return out
+
+
+@pytest.mark.slow
+def test_bad_checkpoints_are_one_line_errors(song: Path, tmp_path: Path):
+    cases = _checkpoints(tmp_path)
+    procs = {
+        name: subprocess.Popen(
+            [*PY, "perform", "--no-window", "--input", str(song), "--seconds", "2", "--checkpoint", str(path),
+             "--record", str(tmp_path / "never.npz")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for name, (path, _) in cases.items()
+    }
+    results = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=180)
+        results[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    with fault("corrupt/truncated/mismatched/tampered checkpoint", len(cases)):
+        for name, (_, words) in cases.items():
+            one_line_error(results[name], *words)
+        assert not (tmp_path / "never.npz").exists()
+
+
+def test_missing_shader_is_a_one_line_error(song: Path, tmp_path: Path):
+    """A copy of the package with one shader deleted: perform --video and
+    dance --video refuse to start, in one line, before any dancing."""
+    import livedance
+
+    pkg = tmp_path / "pkg"
+    shutil.copytree(Path(livedance.__file__).parent, pkg / "livedance", ignore=shutil.ignore_patterns("__pycache__"))
+    (pkg / "livedance" / "shaders" / "lighting.glsl").unlink()  # included by body.frag and floor.frag
+    env = {**os.environ, "PYTHONPATH": str(pkg)}
+    with fault("missing shader file", 2):
+        r = subprocess.run(
+            [*PY, "perform", "--no-window", "--input", str(song), "--seconds", "2", "--video", str(tmp_path / "v.mp4")],
+            capture_output=True, text=True, timeout=120, env=env, cwd=pkg,
+        )
+        one_line_error(r, "shader", "lighting.glsl")
+        assert str(pkg) in r.stderr  # it really ran the damaged copy
+        r = subprocess.run(
+            [*PY, "dance", str(song), "-o", str(tmp_path / "d.npz"), "--video", str(tmp_path / "d.mp4")],
+            capture_output=True, text=True, timeout=120, env=env, cwd=pkg,
+        )
+        one_line_error(r, "shader")
+        assert not (tmp_path / "d.npz").exists() and not (tmp_path / "v.mp4").exists()
