@@ -45,8 +45,8 @@ def build_engine(settings: Settings, controls: Any = None) -> Any:
     # audio and rendering than on intra-op parallelism (it also keeps
     # results bit-identical run to run).
     torch.set_num_threads(1)
+    model = load_checkpoint(settings.engine.checkpoint)  # first: a bad checkpoint fails before the slow warm-up
     warm_up()
-    model = load_checkpoint(settings.engine.checkpoint)
     engine = Engine(settings, model, controls)
     engine.plan()  # first unit now: torch's first call is slow
     return engine
