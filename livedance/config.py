@@ -60,15 +60,23 @@ class BeatSettings:
     lookahead_beats: int = 4
     prior_octaves: float = 0.8  # width of the log-normal tempo prior
     harmonic_weight: float = 0.5  # weight of the autocorrelation at half the period
+    meter_weight: float = 0.5  # weight of the autocorrelation at 2 and 4 periods (bar-level evidence)
+    meter_window: float = 12.0  # seconds of onsets in that (long) autocorrelation
+    meter_memory: float = 6.0  # seconds; its exponential weighting
+    meter_floor: float = 0.7  # ...and score at least this share of the best over the short window
+    meter_margin: float = 0.1  # a related level (x2, 3/2, 4/3 ...) must score this much better over the long window
     tempo_window: float = 4.0  # seconds of onsets in the tempo autocorrelation
     tempo_memory: float = 2.0  # seconds; older onsets count less in it (exponential)
     tempo_follow: float = 0.04  # |log ratio| below which a new estimate is "the same tempo"
+    tempo_margin: float = 0.15  # while locked, a new tempo must score this much (relative) above the current one
     switch_hops: int = 16  # hops a different tempo must persist before a jump (x3 for octaves)
     tightness: float = 100.0  # how strictly beats keep the period (Ellis' DP)
     level_seconds: float = 4.0  # time constant of the onset level used to normalise
     silence_level: float = 0.02  # onset level (dB flux) below which the input counts as silent
     min_confidence: float = 0.3  # beat events fire only at or above this confidence
     octave_up: float = 0.76  # midpoints this strong vs beats = tracking at half tempo: double it
+    level_beats: float = 2.0  # beats the level evidence must hold before a metrical correction...
+    level_beats_max: float = 8.0  # ...rising to this once a level has held for a while (+1 per 4 beats held)
     octave_down: float = 0.4  # every other beat this weak vs the rest = double tempo: halve it
     gate: float = 0.5  # normalised onset a beat needs within the last 1.25 beats to fire (else: a break)
     max_late: float = 0.25  # a beat found later than this (fraction of a beat) is not reported

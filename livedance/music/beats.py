@@ -94,17 +94,31 @@ class BeatTracker:
         self._lag_max = int(math.ceil(60.0 * fr / s.min_bpm)) + 1
         # Autocorrelation lags: the tempo range, plus half periods (the
         # salience reads A(L/2) too).
-        self._lags = np.arange(max(1, self._lag_min // 2 - 1), self._lag_max + 2)
-        self._win = int(round(s.tempo_window * fr))
-        self._acf_weights = np.exp(-np.arange(self._win)[::-1] / (s.tempo_memory * fr))
+        # The metre term reads A(2L) and A(4L) as well (bar-level evidence).
+        self._lags = np.arange(max(1, self._lag_min // 2 - 1), 4 * self._lag_max + 2)
+        # Two exponentially weighted autocorrelations over one gather: a short
+        # one (tempo_window/tempo_memory) that follows tempo changes, and a long
+        # one (meter_window/meter_memory) for the metre term, whose bar-level
+        # lags need many bars of evidence on real music.
+        short_win = int(round(s.tempo_window * fr))
+        self._win = max(short_win, int(round(s.meter_window * fr)))
+        age = np.arange(self._win)[::-1]
+        self._acf_weights = np.stack(
+            [
+                np.where(age < short_win, np.exp(-age / (s.tempo_memory * fr)), 0.0),
+                np.exp(-age / (s.meter_memory * fr)),
+            ],
+            axis=1,
+        )  # (win, 2)
         self._hist_len = self._win + int(self._lags[-1]) + 2
         starts = self._hist_len - self._win - self._lags
         self._acf_index = starts[:, None] + np.arange(self._win)[None, :]  # (lags, win) gather
-        self._full_pairs = np.full(len(self._lags), self._acf_weights.sum())  # pair weights once all is heard
+        self._full_pairs = np.broadcast_to(self._acf_weights.sum(axis=0), (len(self._lags), 2))  # once all is heard
         # Tempo grid: 1% steps, log-spaced.
         n_grid = int(math.ceil(math.log(s.max_bpm / s.min_bpm) / math.log(1.01))) + 1
         self._grid_bpm = s.min_bpm * (s.max_bpm / s.min_bpm) ** np.linspace(0.0, 1.0, n_grid)
         self._grid_lag = 60.0 * fr / self._grid_bpm
+        self._metre_ratios = np.array([0.5, 2.0 / 3.0, 0.75, 1.0, 4.0 / 3.0, 1.5, 2.0])
         self._prior = np.exp(-0.5 * (np.log2(self._grid_bpm / s.preferred_bpm) / s.prior_octaves) ** 2)
         self._dp_len = 2 * self._lag_max + 8 + int(6 * 60.0 * fr / s.min_bpm)
         self._slow = math.exp(-1.0 / (s.level_seconds * fr))
@@ -130,6 +144,7 @@ class BeatTracker:
         self._fold = 1.0  # metrical correction applied to tempo estimates
         self._level_votes = 0  # hops in a row voting for double (+) or half (-) tempo
         self._level_hold = 0  # no level correction before this hop
+        self._level_since = 0  # hop of the last level correction (or of the start)
         self._level_ok = False  # the beats confirm the current metrical level
         self._anchor = -1.0  # fractional hop index of the last beat
         self._beat_period = self.period
@@ -171,8 +186,8 @@ class BeatTracker:
         self._onsets.push(x)
         self._accents.push(raw / level)
 
-        if t % 2 == 0:
-            self._update_tempo()
+        if t % 2 == 0 and self._heard_recently(2.0):
+            self._update_tempo()  # (in a break the tempo is kept, not re-estimated from silence)
         self._dp(x)
         if self._heard_recently(0.75):
             self._predict()
@@ -192,9 +207,9 @@ class BeatTracker:
         seen = hist[self._hist_len - valid :]
         centred = np.zeros(self._hist_len)
         centred[self._hist_len - valid :] = seen - seen.mean()
-        cur = centred[-self._win :] * self._acf_weights
-        # acf[k] = sum_i cur[i] * centred[i - lag_k]: one gather + matvec over lagged views.
-        acf = centred[self._acf_index] @ cur
+        cur = centred[-self._win :, None] * self._acf_weights
+        # acf[k] = sum_i cur[i] * centred[i - lag_k]: one gather + matmul over lagged views.
+        acf = centred[self._acf_index] @ cur  # (lags, 2): short, long
         # Unbiased: divide by the weight of the pairs that were both heard, so
         # short lags do not win just because more of their pairs exist.
         if valid == self._hist_len:
@@ -202,19 +217,25 @@ class BeatTracker:
         else:
             heard = np.zeros(self._hist_len)
             heard[self._hist_len - valid :] = 1.0
-            pairs = heard[self._acf_index] @ (heard[-self._win :] * self._acf_weights)
-        acf = np.where(pairs > 0.25 * self._acf_weights.sum(), acf / np.maximum(pairs, 1e-9), 0.0)
+            pairs = heard[self._acf_index] @ (heard[-self._win :, None] * self._acf_weights)
+        acf = np.where(pairs > 0.25 * self._acf_weights.sum(axis=0), acf / np.maximum(pairs, 1e-9), 0.0)
+        long = acf[:, 1]
+        acf = acf[:, 0]
         a = np.interp(self._grid_lag, self._lags, acf)
         a_half = np.interp(0.5 * self._grid_lag, self._lags, acf)
+        a2 = np.interp(2.0 * self._grid_lag, self._lags, acf)
+        a4 = np.interp(4.0 * self._grid_lag, self._lags, acf)
         # A(L/2) backs candidates whose half period is periodic too: with 8th
         # notes (hats) around, it keeps the beat from being taken for them.
         # The weight and prior were fitted on the synthetic patterns (see the
         # README): plain A(L) x prior picks the 8th or half-note level too often.
         np.maximum(a, 0.0, out=a)
-        score = (a + s.harmonic_weight * np.maximum(a_half, 0.0)) * self._prior
+        meter = np.maximum(a2, 0.0) + np.maximum(a4, 0.0)
+        score = (a + s.harmonic_weight * np.maximum(a_half, 0.0) + s.meter_weight * meter) * self._prior
         k = int(np.argmax(score))
         if score[k] <= 0.0:
             return
+        k = self._metre(k, long, score)
         lag = self._grid_lag[k]
         if 0 < k < len(score) - 1:  # parabolic refinement between grid points
             y0, y1, y2 = score[k - 1], score[k], score[k + 1]
@@ -238,6 +259,15 @@ class BeatTracker:
             # the autocorrelation's preference for half/double does not count.
             self._candidate_count = 0
             return
+        # Hysteresis on evidence, not only on time: while locked, a different
+        # tempo must score clearly better than the current one (real music
+        # keeps 3:2 and 4:3 related periods close behind the beat).
+        cur_bpm = 60.0 * self.frame_rate * self._fold / self.period
+        j = int(np.clip(np.searchsorted(self._grid_bpm, cur_bpm), 1, len(score) - 2))
+        held = float(score[j - 1 : j + 2].max())
+        if self._confidence >= s.min_confidence and score[k] < (1.0 + s.tempo_margin) * held:
+            self._candidate_count = max(0, self._candidate_count - 1)
+            return
         if abs(math.log(lag / self._candidate)) < s.tempo_follow:
             self._candidate_count += 1
         else:
@@ -248,6 +278,41 @@ class BeatTracker:
             self._candidate_count = 0
             if not octave:  # a real tempo change: the level is decided afresh
                 self._fold = 1.0
+
+    def _metre(self, k: int, long: np.ndarray, score: np.ndarray) -> int:
+        """Pick the metrical level of grid tempo ``k`` from the long autocorrelation.
+
+        Real music keeps periods related by 2, 3/2 and 4/3 close behind the
+        beat in a few seconds of onsets (a song with steady eighth notes
+        correlates at 2, 3 and 4 of them alike); which one is the beat shows
+        at bar-level lags (2 and 4 periods) over many bars. Among the
+        candidates related to ``k`` the one whose comb A(L) + A(L/2)/2 +
+        w (A(2L) + A(4L)) over the long window, times the prior, is best wins,
+        if it beats ``k`` by ``meter_margin``. Only related candidates are
+        considered, so a real tempo change (which the short autocorrelation
+        follows) is not held back by the old tempo in the long window.
+        """
+        s = self.settings
+        if s.meter_weight <= 0.0 or self._t + 1 < self._hist_len // 2:
+            return k
+        lags = self._grid_lag[k] * self._metre_ratios
+        ok = (lags >= self._grid_lag[-1]) & (lags <= self._grid_lag[0])
+        lags = lags[ok]
+        comb = (
+            np.maximum(np.interp(lags, self._lags, long), 0.0)
+            + s.harmonic_weight * np.maximum(np.interp(0.5 * lags, self._lags, long), 0.0)
+            + s.meter_weight * (np.maximum(np.interp(2.0 * lags, self._lags, long), 0.0) + np.maximum(np.interp(4.0 * lags, self._lags, long), 0.0))
+        ) * np.interp(-lags, -self._grid_lag, self._prior)
+        here = int(np.argmin(np.abs(lags - self._grid_lag[k])))
+        best = int(np.argmax(comb))
+        if comb[best] <= (1.0 + s.meter_margin) * comb[here]:
+            return k
+        j = int(np.argmin(np.abs(self._grid_lag - lags[best])))
+        # The recent onsets must back it too: after a real tempo change the
+        # long window still holds the old tempo, which may sit near 4/3 or 3/2
+        # of the new one.
+        near = score[max(0, j - 1) : j + 2].max()
+        return j if near >= s.meter_floor * score[k] else k
 
     def _dp(self, x: float) -> None:
         s = self.settings
@@ -343,12 +408,18 @@ class BeatTracker:
         vote = 1 if up else -1 if down else 0
         self._level_ok = vote == 0
         self._level_votes = self._level_votes + vote if vote and np.sign(self._level_votes) in (0, vote) else vote
-        if abs(self._level_votes) >= 2.0 * self.period:
+        # The longer a level has held, the longer the evidence against it must
+        # last: real songs have sections with a weaker backbeat or busier
+        # off-beats, and the level must not flip back and forth with them.
+        held_beats = (t - self._level_since) / self.period
+        need = s.level_beats + min(s.level_beats_max - s.level_beats, held_beats / 4.0)
+        if abs(self._level_votes) >= need * self.period:
             factor = 0.5 if self._level_votes > 0 else 2.0
             self.period *= factor
             self._fold *= factor
             self._candidate_count = self._level_votes = 0
             self._level_hold = t + int(6 * self.period)  # let the beat grid settle first
+            self._level_since = t
             self._level_ok = True  # and keep the autocorrelation from undoing it meanwhile
 
     def _report(self) -> BeatState:
