@@ -134,12 +134,14 @@ class OscFrames:
 class Perform:
     """`livedance perform --no-window --osc <receiver>` plus ``args``, in a subprocess."""
 
-    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None, name: str = "perform") -> None:
+    def __init__(
+        self, tmp: Path, *args: str, env: dict[str, str] | None = None, name: str = "perform", pre: tuple[str, ...] = ()
+    ) -> None:
         self.rx = OscFrames()
         self._out = open(tmp / f"{name}.out", "w+")
         self._err = open(tmp / f"{name}.err", "w+")
         self.proc = subprocess.Popen(
-            [*PY, "perform", "--no-window", "--osc", f"127.0.0.1:{self.rx.port}", *args],
+            [*PY, *pre, "perform", "--no-window", "--osc", f"127.0.0.1:{self.rx.port}", *args],
             stdout=self._out, stderr=self._err, text=True, env=env,
         )
         self.stdout = self.stderr = ""
@@ -601,3 +603,88 @@ def test_missing_shader_is_a_one_line_error(song: Path, tmp_path: Path):
         )
         one_line_error(r, "shader")
         assert not (tmp_path / "d.npz").exists() and not (tmp_path / "v.mp4").exists()
+
+
+# -- the audio device vanishes and comes back ------------------------------------------------
+
+
+def _private_pulse(runtime: Path) -> subprocess.Popen[bytes]:
+    """A PulseAudio server of our own (the session's is never touched), with a
+    null sink "vanishing" whose monitor is the input."""
+    env = {**os.environ, "PULSE_RUNTIME_PATH": str(runtime), "PULSE_STATE_PATH": str(runtime)}
+    (runtime / "native").unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no",
+         f"--load=module-native-protocol-unix socket={runtime}/native auth-anonymous=1",
+         "--load=module-null-sink sink_name=vanishing rate=44100 channels=2"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        if subprocess.run(["pactl", "-s", f"unix:{runtime}/native", "info"], capture_output=True, timeout=5).returncode == 0:
+            return proc
+        time.sleep(0.05)
+    proc.kill()
+    pytest.skip("cannot start a private PulseAudio server")
+
+
+def _play(runtime: Path, wav: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["paplay", "--device=vanishing", str(wav)],
+        env={**os.environ, "PULSE_SERVER": f"unix:{runtime}/native"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.slow
+def test_audio_device_vanishes_and_comes_back_while_performing(song: Path, tmp_path: Path):
+    if not (shutil.which("pulseaudio") and shutil.which("paplay") and shutil.which("pactl")):
+        pytest.skip("PulseAudio is not installed (scripts/setup.sh installs it)")
+    runtime = tmp_path / "pulse"
+    runtime.mkdir()
+    env = {**os.environ, "PULSE_SERVER": f"unix:{runtime}/native", "PULSE_SOURCE": "vanishing.monitor"}
+    server = _private_pulse(runtime)
+    player = _play(runtime, song)
+    rec = tmp_path / "dev.npz"
+    p = Perform(
+        tmp_path, "--device", "pulse", "--record", str(rec), env=env, name="device",
+        pre=("--set", "audio.retry_seconds=0.5", "--set", "audio.stall_seconds=0.5"),
+    )
+    try:
+        p.wait_dancing(frames=300)
+        time.sleep(1.0)
+        a0 = time.monotonic()
+        server.kill()  # the device vanishes
+        server.wait()
+        player.kill()
+        time.sleep(6.0)
+        a1 = time.monotonic()
+        lost_pelvis = len(p.rx.pelvis)
+        server = _private_pulse(runtime)  # ... and comes back
+        player = _play(runtime, song)
+        time.sleep(10.0)
+        a2 = time.monotonic()
+        code = p.finish(signal.SIGTERM)
+    finally:
+        if p.proc.poll() is None:
+            p.finish(signal.SIGKILL)
+        player.kill()
+        server.kill()
+        server.wait()
+    frames = p.rx.frames
+    print({k: round(p.rx.fps_between(*w), 1) for k, w in {"before": (a0 - 3, a0), "lost": (a0, a1), "back": (a1, a2)}.items()})
+    t = np.array([f[2] for f in frames])
+    arr = np.array([f[0] for f in frames])
+    back = np.diff(t)
+    print("music time steps backwards:", int((back < 0).sum()), "min step", back.min(),
+          "at", [round(x - a0, 2) for x in arr[1:][back < 0]], "s after the loss; back at", round(a1 - a0, 2))
+    with fault("audio device vanishes (PulseAudio server killed) and comes back"):
+        assert code == 0, p.stderr[-3000:]
+        assert "lost" in p.stderr and "is back" in p.stderr, p.stderr[-3000:]
+        assert p.rx.fps_between(a0, a1) >= MIN_FPS
+        assert p.rx.fps_between(a1, a2) >= MIN_FPS
+        assert load_motion(rec).joints().shape[0] == performed(p.stdout)[0]
+        # Music time runs on through the loss (it used to snap back every ~0.3 s).
+        assert back.min() > 0, back.min()
+        # The body keeps moving while the device is gone (idle groove, not a statue).
+        during = np.array(p.rx.pelvis[lost_pelvis - 240 : lost_pelvis])
+        assert np.ptp(during, axis=0).max() > 1e-3

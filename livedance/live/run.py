@@ -29,6 +29,10 @@ from livedance.live.engine import Engine
 
 log = logging.getLogger(__name__)
 
+#: A live input this far behind the music clock has stalled (device blocks are
+#: ~10-50 ms; the music clock snaps to the audio clock beyond 0.25 s).
+_STALLED = 0.2
+
 
 class Sink(Protocol):
     def send(self, frame: Frame) -> None: ...
@@ -84,11 +88,34 @@ class LiveRunner:
         self.latest: Frame | None = None
         self._threads: list[threading.Thread] = []
         self._offset: float | None = None  # smoothed (audio clock - monotonic clock)
+        self._silence = 0  # samples of silence heard in place of a lost device's audio
+        from livedance.audio.sources import DeviceSource
+
+        self._live_input = isinstance(source, DeviceSource)
+
+    def _audio_time(self) -> float:
+        """Audio clock: what the source delivered plus the silence stood in for it."""
+        return self.source.time + self._silence / self.source.sample_rate
+
+    def _stand_in_silence(self) -> None:
+        """A lost device (or one reopening, which takes ~1.5 s to deliver) gives
+        nothing, which used to stop the audio clock: music time snapped back
+        0.25 s every ~0.3 s (frame times went backwards, the idle dancer
+        stuttered). Hear silence in real time instead: the clock runs on, the
+        tracker coasts and loses confidence, the dance eases into the idle
+        groove, and the device's audio continues the same clock when it is back."""
+        assert self._offset is not None
+        behind = time.monotonic() + self._offset - self._audio_time()
+        if getattr(self.source, "device_lost", False) or behind > _STALLED:
+            n = int(behind * self.source.sample_rate)
+            if n > 0:
+                self.engine.hear(np.zeros(n, dtype=np.float32))
+                self._silence += n
 
     # The audio clock advances in device-block steps; the frames need a smooth
-    # one. Follow it slowly, snap when it jumps (device lost and back).
+    # one. Follow it slowly, snap when it jumps.
     def _music_time(self, now: float) -> float:
-        target = self.source.time - now
+        target = self._audio_time() - now
         if self._offset is None or abs(target - self._offset) > 0.25:
             self._offset = target
         else:
@@ -112,6 +139,8 @@ class LiveRunner:
             samples = self.source.read(1 << 16)
             if len(samples):
                 self.engine.hear(samples)
+            elif self._offset is not None and self._live_input:
+                self._stand_in_silence()
             if getattr(self.source, "finished", False):
                 log.info("input finished")
                 self.stopped.set()
