@@ -136,7 +136,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     for dancers in (1, 8):
         frames, positions, cpu, engine = run_offline(settings, steady, dancers)
-        units = np.asarray(engine.stats.unit_seconds[1:]) * 1000.0  # [0] is the warm-up unit
+        units = np.asarray(list(engine.stats.unit_seconds)[1:]) * 1000.0  # [0] is the warm-up unit
         result[f"dancers_{dancers}"] = {
             "engine_cpu_per_music_second": round(cpu / seconds, 4),
             "unit_ms_mean": round(float(units.mean()), 3),

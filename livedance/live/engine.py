@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,11 +57,17 @@ class MusicView:
     beats: list[BeatEvent] = field(default_factory=list)  # not yet handed to a frame
 
 
+#: Unit generation times kept for statistics (the most recent ones only).
+UNIT_TIMES_KEPT = 4096
+
+
 @dataclass
 class EngineStats:
     frames: int = 0
     units: int = 0
-    unit_seconds: list[float] = field(default_factory=list)
+    # Bounded: a list grew by one float per unit forever (~1 MB a day of
+    # dancing, without end in an installation that runs for months).
+    unit_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=UNIT_TIMES_KEPT))
     beats: int = 0
 
 
