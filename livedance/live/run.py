@@ -59,6 +59,7 @@ def frames_offline(engine: Engine, samples: np.ndarray, sample_rate: int, fps: f
 class LiveStats:
     frames: int = 0
     dropped: int = 0
+    errors: int = 0  # frames that raised (logged, skipped); the loop never dies
     fps: float = 0.0
     worst_late_ms: float = 0.0
 
@@ -136,42 +137,49 @@ class LiveRunner:
         deadline = time.monotonic()
         window_start, window_frames = deadline, 0
         while not self.stopped.is_set():
-            samples = self.source.read(1 << 16)
-            if len(samples):
-                self.engine.hear(samples)
-            elif self._offset is not None and self._live_input:
-                self._stand_in_silence()
-            if getattr(self.source, "finished", False):
-                log.info("input finished")
-                self.stopped.set()
-                break
-            now = time.monotonic()
-            late = now - deadline
-            if late > period:
-                skipped = int(late // period)
-                self.stats.dropped += skipped
-                deadline += skipped * period
-                self.stats.worst_late_ms = max(self.stats.worst_late_ms, late * 1000)
-            controls = self.engine.controls
-            if controls is not None:  # latency is a live control (OSC, keyboard)
-                self.latency = controls.snapshot().latency_ms / 1000.0
-            frame = self.engine.frame(self._music_time(now) + self.latency, time.time() + self.latency, period)
-            self.latest = frame
-            if self.engine.needs_unit():
-                self._wake.set()
-            for sink in list(self.sinks):
-                try:
-                    sink.send(frame)
-                except Exception:  # noqa: BLE001 - one broken sink must not stop the show
-                    log.exception("sink %s failed; removing it", type(sink).__name__)
-                    self.sinks.remove(sink)
-            self.stats.frames += 1
-            window_frames += 1
-            if now - window_start >= 1.0:
-                self.stats.fps = window_frames / (now - window_start)
-                window_start, window_frames = now, 0
-            deadline += period
-            self.stopped.wait(max(0.0, deadline - time.monotonic()))
+            try:
+                samples = self.source.read(1 << 16)
+                if len(samples):
+                    self.engine.hear(samples)
+                elif self._offset is not None and self._live_input:
+                    self._stand_in_silence()
+                if getattr(self.source, "finished", False):
+                    log.info("input finished")
+                    self.stopped.set()
+                    break
+                now = time.monotonic()
+                late = now - deadline
+                if late > period:
+                    skipped = int(late // period)
+                    self.stats.dropped += skipped
+                    deadline += skipped * period
+                    self.stats.worst_late_ms = max(self.stats.worst_late_ms, late * 1000)
+                controls = self.engine.controls
+                if controls is not None:  # latency is a live control (OSC, keyboard)
+                    self.latency = controls.snapshot().latency_ms / 1000.0
+                frame = self.engine.frame(self._music_time(now) + self.latency, time.time() + self.latency, period)
+                self.latest = frame
+                if self.engine.needs_unit():
+                    self._wake.set()
+                for sink in list(self.sinks):
+                    try:
+                        sink.send(frame)
+                    except Exception:  # noqa: BLE001 - one broken sink must not stop the show
+                        log.exception("sink %s failed; removing it", type(sink).__name__)
+                        self.sinks.remove(sink)
+                self.stats.frames += 1
+                window_frames += 1
+                if now - window_start >= 1.0:
+                    self.stats.fps = window_frames / (now - window_start)
+                    window_start, window_frames = now, 0
+                deadline += period
+                self.stopped.wait(max(0.0, deadline - time.monotonic()))
+            except Exception:  # noqa: BLE001 - the show goes on: log, count, next frame
+                self.stats.errors += 1
+                if self.stats.errors <= 3 or self.stats.errors % 1000 == 0:
+                    log.exception("frame %d failed (%d errors so far)", self.stats.frames, self.stats.errors)
+                deadline = time.monotonic() + period
+                self.stopped.wait(period)
 
     def start(self) -> None:
         self.source.start()
