@@ -159,5 +159,6 @@ def test_controls_steer_the_engine():
     # Frozen: the pose holds still.
     held = joints[(t > 12.1) & (t < 13.9)]
     assert np.abs(held - held[0]).max() < 1e-6
-    # Two dancers from the moment it was asked.
+    # Two dancers from the moment it was asked; frame numbers run on unbroken.
     assert frames[-1].dancers == 2 and frames[int(13 * FPS)].dancers == 1
+    assert [f.index for f in frames] == list(range(len(frames)))

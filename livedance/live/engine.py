@@ -99,6 +99,7 @@ class Engine:
         self._lock = threading.Lock()  # guards timeline + composer state across threads
         self._controls_version = -1
         self._seed_count = controls.snapshot().seed_count if controls is not None else 0
+        self.frame_index = 0  # never reset: receivers order frames by it
         self._reset_dance()
 
     # ------------------------------------------------------------------ setup
@@ -114,7 +115,6 @@ class Engine:
         self.yaw = np.zeros(b, dtype=np.float64)
         self.weight = 0.0  # dance (1) vs idle (0)
         self.enter_at: float | None = 0.0  # beat position at which dancing may start
-        self.frame_index = 0
         self.last_feats: np.ndarray | None = None
 
     # ---------------------------------------------------------------- analysis
