@@ -29,6 +29,7 @@ import io
 import logging
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,11 @@ def read_checkpoint(path: str | os.PathLike[str] | None = None) -> Payload:
             raise UserError(f"the shipped checkpoint {p} is missing (reinstall livedance, or pass --checkpoint PATH)")
         raise UserError(f"checkpoint {p} not found (check the path, or omit --checkpoint to use the shipped one)")
     try:
-        data = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns (two lines on stderr) about pickle protocols of a
+            # non-torch file before refusing it; the refusal is our one line.
+            warnings.simplefilter("ignore")
+            data = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
