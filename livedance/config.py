@@ -70,13 +70,14 @@ class BeatSettings:
     tempo_follow: float = 0.04  # |log ratio| below which a new estimate is "the same tempo"
     tempo_margin: float = 0.15  # while locked, a new tempo must score this much (relative) above the current one
     switch_hops: int = 16  # hops a different tempo must persist before a jump (x3 for octaves)
-    tightness: float = 100.0  # how strictly beats keep the period (Ellis' DP)
+    beat_delay: float = 0.02  # seconds added to beat times (calibration: the DP lands slightly before the attacks)
+    tightness: float = 250.0  # how strictly beats keep the period (Ellis' DP)
     level_seconds: float = 4.0  # time constant of the onset level used to normalise
     silence_level: float = 0.02  # onset level (dB flux) below which the input counts as silent
     min_confidence: float = 0.3  # beat events fire only at or above this confidence
     octave_up: float = 0.76  # midpoints this strong vs beats = tracking at half tempo: double it
-    level_beats: float = 2.0  # beats the level evidence must hold before a metrical correction...
-    level_beats_max: float = 8.0  # ...rising to this once a level has held for a while (+1 per 4 beats held)
+    level_beats: float = 3.0  # beats the level evidence must hold before a metrical correction...
+    level_beats_max: float = 8.0  # ...rising to this once a level has held for a while (+1 per 4 beats held since the beats confirmed it)
     octave_down: float = 0.4  # every other beat this weak vs the rest = double tempo: halve it
     gate: float = 0.5  # normalised onset a beat needs within the last 1.25 beats to fire (else: a break)
     max_late: float = 0.25  # a beat found later than this (fraction of a beat) is not reported

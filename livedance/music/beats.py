@@ -35,6 +35,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from livedance.config import BeatSettings
 
@@ -144,7 +145,8 @@ class BeatTracker:
         self._fold = 1.0  # metrical correction applied to tempo estimates
         self._level_votes = 0  # hops in a row voting for double (+) or half (-) tempo
         self._level_hold = 0  # no level correction before this hop
-        self._level_since = 0  # hop of the last level correction (or of the start)
+        self._level_since = -1  # hop at which the beats first confirmed the current level (-1: not yet)
+        self._level_run = 0  # hops in a row on which they confirmed it
         self._level_ok = False  # the beats confirm the current metrical level
         self._anchor = -1.0  # fractional hop index of the last beat
         self._beat_period = self.period
@@ -170,7 +172,7 @@ class BeatTracker:
     # --------------------------------------------------------------- the hop
     def _hop_time(self, hop: float) -> float:
         """Audio time (s) of an onset seen at (fractional) hop index ``hop``."""
-        return (hop + 1.0) / self.frame_rate - self.onset_latency
+        return (hop + 1.0) / self.frame_rate - self.onset_latency + self.settings.beat_delay
 
     def _step(self, raw: float) -> BeatState:
         s = self.settings
@@ -209,7 +211,9 @@ class BeatTracker:
         centred[self._hist_len - valid :] = seen - seen.mean()
         cur = centred[-self._win :, None] * self._acf_weights
         # acf[k] = sum_i cur[i] * centred[i - lag_k]: one gather + matmul over lagged views.
-        acf = centred[self._acf_index] @ cur  # (lags, 2): short, long
+        # (the lags are consecutive, so the lagged windows are one strided view)
+        lagged = sliding_window_view(centred, self._win)[self._acf_index[-1, 0] : self._acf_index[0, 0] + 1][::-1]
+        acf = np.ascontiguousarray(lagged) @ cur  # (lags, 2): short, long
         # Unbiased: divide by the weight of the pairs that were both heard, so
         # short lags do not win just because more of their pairs exist.
         if valid == self._hist_len:
@@ -408,10 +412,13 @@ class BeatTracker:
         vote = 1 if up else -1 if down else 0
         self._level_ok = vote == 0
         self._level_votes = self._level_votes + vote if vote and np.sign(self._level_votes) in (0, vote) else vote
-        # The longer a level has held, the longer the evidence against it must
-        # last: real songs have sections with a weaker backbeat or busier
+        # The longer a level has held since the beats first confirmed it, the
+        # longer the evidence against it must last: real songs have sections with a weaker backbeat or busier
         # off-beats, and the level must not flip back and forth with them.
-        held_beats = (t - self._level_since) / self.period
+        self._level_run = self._level_run + 1 if vote == 0 else 0
+        if self._level_run >= 2.0 * self.period and self._level_since < 0:
+            self._level_since = t  # confirmed for two beats in a row
+        held_beats = (t - self._level_since) / self.period if self._level_since >= 0 else 0.0
         need = s.level_beats + min(s.level_beats_max - s.level_beats, held_beats / 4.0)
         if abs(self._level_votes) >= need * self.period:
             factor = 0.5 if self._level_votes > 0 else 2.0
@@ -419,7 +426,7 @@ class BeatTracker:
             self._fold *= factor
             self._candidate_count = self._level_votes = 0
             self._level_hold = t + int(6 * self.period)  # let the beat grid settle first
-            self._level_since = t
+            self._level_since = -1
             self._level_ok = True  # and keep the autocorrelation from undoing it meanwhile
 
     def _report(self) -> BeatState:
