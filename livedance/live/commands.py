@@ -154,6 +154,8 @@ def run_perform(args: argparse.Namespace, settings: Settings) -> int:
             viewer = Viewer(settings.viewer, controls=controls, kiosk=args.kiosk)
             sinks.append(viewer)
         runner = LiveRunner(engine, source, sinks, settings.engine.fps, settings.engine.latency_ms / 1000.0)
+        if viewer is not None:
+            viewer.on_display_lost.append(runner.stop)  # the X server died: still write the recordings
         start = time.monotonic()
 
         def done() -> bool:

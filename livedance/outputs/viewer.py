@@ -237,6 +237,39 @@ def _check_display() -> None:
         )
 
 
+_X_IO_HANDLER: Any = None  # the installed ctypes callback (kept alive here)
+
+
+def _exit_when_the_display_dies(callbacks: list[Callable[[], None]]) -> None:
+    """Xlib ends the process when the X server goes away (its default I/O
+    error handler calls exit() under running threads: here torch aborted,
+    signal 6, with pages of C++ trace). Replace that with an orderly end: run
+    ``callbacks`` (the runner's stop: recordings are written), one log line,
+    and exit :data:`EXIT_WEDGED` for the supervisor. No GL context can be
+    rebuilt without an X server, so this is the only recovery there is."""
+    global _X_IO_HANDLER
+    if not sys.platform.startswith("linux") or not os.environ.get("DISPLAY") or _X_IO_HANDLER is not None:
+        return
+    try:
+        from pyglet.libs.x11 import xlib
+    except Exception:  # noqa: BLE001 - not on X11: nothing to install
+        return
+
+    def on_io_error(display: Any) -> int:
+        log.critical("viewer: lost the X server %s; exiting (%d) so the supervisor restarts livedance",
+                     os.environ.get("DISPLAY", ""), EXIT_WEDGED)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - exiting anyway
+                log.exception("clean-up after losing the display failed")
+        logging.shutdown()
+        os._exit(EXIT_WEDGED)
+
+    _X_IO_HANDLER = xlib.XIOErrorHandler(on_io_error)
+    xlib.XSetIOErrorHandler(_X_IO_HANDLER)
+
+
 class Viewer:
     """The dancer window. A sink (``send``/``close``) that the engine feeds from any thread."""
 
@@ -270,6 +303,8 @@ class Viewer:
         self._camera: Any = None
         self._hud: Any = None
         self._body: Any = None
+        #: Run (on the GL thread) before exiting because the X server died.
+        self.on_display_lost: list[Callable[[], None]] = []
 
     # -- sink interface (any thread) --------------------------------------------
 
@@ -293,6 +328,7 @@ class Viewer:
         """Run the window on this thread until ``until()`` is true, the window is
         closed (not in kiosk mode) or :meth:`close` is called."""
         _check_display()
+        _exit_when_the_display_dies(self.on_display_lost)
         from livedance.outputs.body import load_body
 
         self._body = load_body(self.settings.smpl_model)
