@@ -9,10 +9,13 @@ scratch buffer and copies into the ring.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -26,6 +29,39 @@ log = logging.getLogger(__name__)
 
 _MAX_BLOCK = 16384  # largest device block the callback's scratch buffer takes
 _FIRST_BLOCK_GRACE = 2.0  # seconds a new stream may take to deliver its first block
+
+
+@contextmanager
+def _native_stderr_muted() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for a moment.
+
+    PortAudio's ALSA host API and libasound print ~6 lines straight to fd 2 on
+    every failed open: with a device unplugged for a weekend, a retry a second
+    wrote ~20,000 lines an hour to the journal. Python's log handlers are
+    held (locked) meanwhile, so other threads' log lines wait instead of being
+    lost; nothing may log inside this block (the handlers are re-entrant for
+    this thread and its lines would vanish)."""
+    handlers = list(logging.getLogger().handlers)
+    for h in handlers:
+        h.acquire()
+    try:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no usable stderr: nothing to protect
+            yield
+            return
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    finally:
+        for h in reversed(handlers):
+            h.release()
 
 
 class AudioSource:
@@ -144,20 +180,22 @@ class DeviceSource(AudioSource):
                     # A device that came back may have a new index; PortAudio
                     # only rescans on re-initialisation (which also stops any
                     # other stream in this process, hence not every time).
-                    sd._terminate()
-                    sd._initialize()
+                    with _native_stderr_muted():
+                        sd._terminate()
+                        sd._initialize()
                     self.device = find_device(self.settings.device, "input")
-            stream = sd.InputStream(
-                device=self.device.index,
-                channels=self.channels,
-                samplerate=self.device_rate,
-                blocksize=self.settings.block,
-                dtype="float32",
-                callback=self._callback,
-                finished_callback=self._finished,
-            )
-            self._stream_ended = False
-            stream.start()
+            with _native_stderr_muted():
+                stream = sd.InputStream(
+                    device=self.device.index,
+                    channels=self.channels,
+                    samplerate=self.device_rate,
+                    blocksize=self.settings.block,
+                    dtype="float32",
+                    callback=self._callback,
+                    finished_callback=self._finished,
+                )
+                self._stream_ended = False
+                stream.start()
         except (sd.PortAudioError, UserError, ValueError) as exc:
             if first:
                 raise UserError(f"cannot open audio input '{self.device.name}': {exc} (see `livedance devices`)") from None
