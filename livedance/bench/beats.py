@@ -5,6 +5,14 @@ in several timbres; swing, syncopation, tempo ramps and jumps, breaks, noise
 and reverb), plus the annotated madmom fixture when ../shared/data has it
 (CC BY-NC-SA: measured here, never shipped).
 
+Real recordings ("real" in the JSON): the demo clip (livedance/assets/demo.ogg)
+and, when ../shared/data has them, librosa's example music (first 40 s each;
+measured here, never shipped). None has human annotations, so the reference
+is librosa's *offline* ``beat_track`` on the same audio, said so in the JSON;
+tempo agreement is reported as the relation of our median tempo to its
+(same, double, half, 3:2, ...). The demo is also scored against the checked
+reference the tests use (tests/data/demo_beats.txt).
+
 Per item and overall: F-measure (70 ms), CMLt and AMLt (mir_eval; the first
 5 s are skipped, as mir_eval.beat.evaluate does, for every tracker), the
 report latency (audio time at which the tracker reports a beat minus the
@@ -32,6 +40,10 @@ import numpy as np
 from livedance.config import Settings
 
 FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "madmom-beat-fixture"
+REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "librosa-data-music"
+DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo.ogg"
+DEMO_BEATS = Path(__file__).resolve().parents[2] / "tests" / "data" / "demo_beats.txt"
+REAL_SECONDS = 40.0  # first seconds of each real recording
 
 
 def _material(seconds: float, sr: int) -> list[dict[str, Any]]:
@@ -70,7 +82,11 @@ def _material(seconds: float, sr: int) -> list[dict[str, Any]]:
 
 
 def _scores(ref: np.ndarray, est: np.ndarray, trim: bool) -> dict[str, float]:
+    import warnings
+
     import mir_eval
+
+    warnings.filterwarnings("ignore", message=".*beats are empty", module="mir_eval")
 
     if trim:
         ref, est = mir_eval.beat.trim_beats(ref), mir_eval.beat.trim_beats(est)
@@ -98,6 +114,87 @@ def _aubio_online(aubio: Any, y: np.ndarray, sr: int, hop: int) -> list[tuple[fl
         if tracker(x[i : i + hop]):
             reports.append((float(tracker.get_last_s()), (i + hop) / sr))
     return reports
+
+
+def _relation(ours: float, ref: float) -> str:
+    """How our tempo relates to the reference tempo (4 % tolerance)."""
+    for name, r in (("same", 1.0), ("double", 2.0), ("half", 0.5), ("3:2", 1.5), ("2:3", 2 / 3), ("4:3", 4 / 3), ("3:4", 0.75)):
+        if abs(ours / (ref * r) - 1.0) < 0.04:
+            return name
+    return "other"
+
+
+def _real(settings: Settings, aubio: Any) -> dict[str, Any]:
+    """Real recordings, scored against librosa's *offline* beats (no human annotation exists for them)."""
+    import warnings
+
+    import librosa
+
+    from livedance.music.beats import BeatTracker
+    from livedance.music.features import FeatureExtractor
+
+    sr, hop = settings.audio.sample_rate, settings.audio.hop
+    clips = [("demo", DEMO)]
+    if REAL.is_dir():
+        clips += [(f.parent.name, f) for f in sorted(REAL.glob("*/*.ogg"))]
+    rows = []
+    for group, path in clips:
+        y, _ = librosa.load(path, sr=sr, mono=True, duration=REAL_SECONDS)
+        fx = FeatureExtractor(settings.features, sr, hop)
+        tracker = BeatTracker(settings.beats, fx.frame_rate, fx.onset_latency)
+        states = tracker.process(fx(y).onset)  # the same code as hop by hop (tested)
+        est = np.array([st.beat_time for st in states if st.beat])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lib_tempo, ref = librosa.beat.beat_track(y=y, sr=sr, hop_length=hop, units="time")
+        lib_tempo = float(np.atleast_1d(lib_tempo)[0])
+        tempo = np.array([st.tempo for st in states if st.time >= 8.0] or [states[-1].tempo])
+        ours_tempo = float(np.median(tempo))
+        trim = y.size / sr >= 10.0  # mir_eval skips the first 5 s; not on very short clips
+        row: dict[str, Any] = {
+            "name": path.name,
+            "licence_group": group,
+            "seconds": round(y.size / sr, 1),
+            "ours": _scores(ref, est, trim),
+            "tempo": {
+                "ours_median_after_8s": round(ours_tempo, 1),
+                "librosa": round(lib_tempo, 1),
+                "relation": _relation(ours_tempo, lib_tempo),
+                # Share of hops after 8 s within 4 % of our own median: 1.0 = no flips.
+                "ours_steady_share": round(float(np.mean(np.abs(tempo / ours_tempo - 1.0) < 0.04)), 3),
+            },
+        }
+        aubio_est = None if aubio is None else np.array([r[0] for r in _aubio_online(aubio, y, sr, hop)])
+        if aubio_est is not None:
+            row["aubio"] = _scores(ref, aubio_est, trim)
+        if group == "demo" and DEMO_BEATS.exists():
+            # The checked reference the test uses: librosa offline with the tempo
+            # fixed at the song's duple level (see the file's header).
+            checked = np.loadtxt(DEMO_BEATS, ndmin=1)
+            row["checked_reference"] = {
+                "file": "tests/data/demo_beats.txt",
+                "bpm": round(60.0 / float(np.polyfit(np.arange(checked.size), checked, 1)[0]), 2),
+                "ours": _scores(checked, est, True),
+                "ours_tempo_within_4pct_share": round(float(np.mean(np.abs(tempo * np.median(np.diff(checked)) / 60.0 - 1.0) < 0.04)), 3),
+            }
+            if aubio_est is not None:
+                row["checked_reference"]["aubio"] = _scores(checked, aubio_est, True)
+        if not trim:
+            row["note"] = "shorter than 10 s: scored from the start (no 5 s skip)"
+        rows.append(row)
+    others = [r for r in rows if r["licence_group"] != "demo"]
+    who = ("ours",) + (("aubio",) if aubio is not None else ())
+    out: dict[str, Any] = {
+        "reference": "librosa.beat.beat_track offline output on the same audio (NOT human annotation; on metrically "
+        "ambiguous music its level can be wrong, e.g. 3:2 on the demo, hence AMLt and the tempo relation)",
+        "seconds_per_item": REAL_SECONDS,
+        "items": rows,
+    }
+    if others:
+        out["mean"] = {w: {k: round(float(np.mean([r[w][k] for r in others])), 4) for k in ("f", "cmlt", "amlt")} for w in who}
+    else:
+        out["skipped"] = f"{REAL} not found: only the demo clip was measured"
+    return out
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -188,6 +285,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "latency_p90_le_limit": bool(lat.size and np.percentile(lat, 90) <= 0.05 + hop_s),
         "cpu_le_2_percent": cpu_ours / audio_s <= 0.02,
     }
-    out = {"bench": "beats", "seconds_per_item": seconds, "items": rows, "summary": summary}
+    out = {"bench": "beats", "seconds_per_item": seconds, "items": rows, "summary": summary, "real": _real(settings, aubio)}
     print(json.dumps(out, separators=(",", ":")) if args.json else json.dumps(out, indent=2))
     return 0

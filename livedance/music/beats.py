@@ -367,7 +367,7 @@ class BeatTracker:
             k = np.arange(run, dtype=np.float64) - 0.5 * (run - 1)
             slope = float(k @ (y - y.mean()) / (k @ k))  # least-squares line, closed form
             # Trust the fit's period only near the tempo estimate (it absorbs ramps).
-            period = slope if abs(math.log(slope / p)) < 0.08 else p
+            period = slope if abs(math.log(slope / p)) < 0.04 else p
             # Keep the phase half on the actual last beat; the line only smooths jitter.
             anchor = 0.5 * (y.mean() + slope * k[-1]) + 0.5 * y[-1]
         else:
