@@ -63,8 +63,8 @@ class BeatSettings:
     meter_weight: float = 0.5  # weight of the autocorrelation at 2 and 4 periods (bar-level evidence)
     meter_window: float = 12.0  # seconds of onsets in that (long) autocorrelation
     meter_memory: float = 6.0  # seconds; its exponential weighting
-    meter_floor: float = 0.7  # ...and score at least this share of the best over the short window
-    meter_margin: float = 0.1  # a related level (x2, 3/2, 4/3 ...) must score this much better over the long window
+    meter_margin: float = 0.1  # a related level (x2, 3/2, 4/3 ...) must score this much better over the long window...
+    meter_floor: float = 0.7  # ...and at least this share of the best score over the short window
     tempo_window: float = 4.0  # seconds of onsets in the tempo autocorrelation
     tempo_memory: float = 2.0  # seconds; older onsets count less in it (exponential)
     tempo_follow: float = 0.04  # |log ratio| below which a new estimate is "the same tempo"

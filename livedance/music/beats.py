@@ -11,7 +11,13 @@ How (all causal, per hop):
 * **Tempo**: an exponentially weighted autocorrelation of the last few
   seconds, read on a log-spaced BPM grid, times a log-normal prior centred on
   ``preferred_bpm`` (the dance-natural range wins half/double ambiguity), with
-  hysteresis so the tempo does not flicker but does jump when the music does.
+  hysteresis (persistence, and while locked a margin over the current
+  tempo's score) so the tempo does not flicker but does jump when the music
+  does.
+* **Metre**: a second, long autocorrelation (``meter_window``) picks among
+  the tempi related to that estimate by 2, 3/2 and 4/3 by bar-level evidence
+  (A(2L), A(4L)): real music with steady eighth notes correlates at 2, 3
+  and 4 of them almost alike over a few seconds.
 * **Beats**: the dynamic programme of Ellis (2007), run forward only: the
   cumulative score C(t) = onset(t) + max_tau [C(tau) - tightness *
   log^2((t - tau) / period)] with back-links (as in Stark et al., 2009, for
@@ -20,7 +26,8 @@ How (all causal, per hop):
 * **Metrical level**: the autocorrelation alone often prefers half or double
   tempo. The tracked beats settle it: if the midpoints between beats are as
   strong as the beats, the tempo is doubled; if every other beat is weak,
-  it is halved (within ``min_bpm``..``max_bpm``).
+  it is halved (within ``min_bpm``..``max_bpm``). The longer the beats
+  have confirmed a level, the longer contrary evidence must last.
 * **Events**: a beat event fires on the hop whose audio reaches a predicted
   beat, when confidence is high enough; in silence the predictions coast on
   the last tempo and no events fire.
