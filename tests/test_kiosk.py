@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from livedance.motion.io import load_motion
-from test_faults import OscFrames, _play, _private_pulse
+from test_faults import OscFrames, _fault_summary, _play, _private_pulse, fault  # noqa: F401 - fixture
 
 SCREEN = (480, 270)
 
@@ -125,14 +125,29 @@ def test_kiosk_survives_audio_loss_and_a_stalled_render_loop(tmp_path: Path):
         err.close()
     print(json.dumps(seen, indent=1), "\nexit after X server loss:", code, "\n", stderr[-1500:])
     d, lost, back, stall = seen["dancing"], seen["audio lost"], seen["audio back"], seen["after the stall"]
+    with fault("kiosk: audio device killed and restored"):
+        _check_audio(d, lost, back, lost_fps, stderr)
+    with fault("kiosk: render loop stalled past the watchdog (SIGSTOP 2.5 s)"):
+        _check_stall(back, stall, stderr)
+    with fault("kiosk: X server killed"):
+        _check_x_loss(code, stderr, rec)
+
+
+def _check_audio(d: dict, lost: dict, back: dict, lost_fps: float, stderr: str) -> None:
     # Alive throughout the audio loss: heartbeat fresh, window drawing, engine frames arriving at ~60 fps.
     assert lost["time"] > d["time"] and lost["frames_drawn"] > d["frames_drawn"]
     assert lost["frames_received"] > d["frames_received"] and lost_fps >= 50, lost_fps
     assert "lost" in stderr and "is back" in stderr
     assert back["frames_received"] > lost["frames_received"]
+
+
+def _check_stall(back: dict, stall: dict, stderr: str) -> None:
     # The watchdog noticed the stalled loop and rebuilt the window + GL context.
     assert stall["recoveries"] >= 1 and stall["frames_drawn"] > back["frames_drawn"], stall
     assert "recreating window and GL context" in stderr
+
+
+def _check_x_loss(code: int | None, stderr: str, rec: Path) -> None:
     # Losing the X server ends the process (no GL context can be rebuilt
     # without it) in order: exit 75 (EX_TEMPFAIL) for the supervisor (systemd
     # Restart=always) to restart it, one log line, no abort, no C++ trace;
