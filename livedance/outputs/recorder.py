@@ -55,9 +55,24 @@ class Recorder:
             return
         from livedance.motion.io import save_motion
 
-        rotations = np.stack(self._rotations)  # (N, B, 24, 3, 3)
-        trans = np.stack(self._trans)  # (N, B, 3)
         extra: dict[str, np.ndarray] = {"tempo": np.asarray(self._tempo, dtype=np.float32)}
+        counts = np.array([r.shape[0] for r in self._rotations])
+        if np.all(counts == counts[0]):
+            rotations = np.stack(self._rotations)  # (N, B, 24, 3, 3)
+            trans = np.stack(self._trans)  # (N, B, 3)
+        else:
+            # The number of dancers changed mid-performance (OSC control, the
+            # viewer's +/- keys); np.stack used to fail here and the whole
+            # recording was lost. Dancer 0 is in every frame; dancers absent
+            # from a frame get identity rotations at NaN positions, and
+            # "dancers" says how many were live in each frame.
+            most = int(counts.max())
+            rotations = np.tile(np.eye(3), (len(counts), most, self._rotations[0].shape[1], 1, 1))
+            trans = np.full((len(counts), most, 3), np.nan)
+            for i, (r, t) in enumerate(zip(self._rotations, self._trans)):
+                rotations[i, : r.shape[0]] = r
+                trans[i, : t.shape[0]] = t
+            extra["dancers"] = counts.astype(np.int32)
         if rotations.shape[1] > 1 and self.path.suffix.lower() == ".npz":
             extra["all_rotations"] = rotations
             extra["all_trans"] = trans
