@@ -467,7 +467,8 @@ def test_hostile_control_packets_and_a_flood(song: Path, tmp_path: Path):
     port_sock.bind(("127.0.0.1", 0))
     port = port_sock.getsockname()[1]
     port_sock.close()
-    p = Perform(tmp_path, "--input", str(song), "--control", f"127.0.0.1:{port}", "--seconds", "40")
+    rec = tmp_path / "ctl.npz"
+    p = Perform(tmp_path, "--input", str(song), "--control", f"127.0.0.1:{port}", "--seconds", "40", "--record", str(rec))
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     target = ("127.0.0.1", port)
     rng = random.Random(8)
@@ -506,6 +507,9 @@ def test_hostile_control_packets_and_a_flood(song: Path, tmp_path: Path):
         n1 = len(p.rx.pelvis)
         time.sleep(1.0)
         resumed = np.array(p.rx.pelvis[n1:])
+        # More dancers mid-recording (the recording used to be lost at exit).
+        tx.sendto(_msg(b"/livedance/control/dancers", b"i", struct.pack(">i", 3)), target)
+        time.sleep(1.0)
     finally:
         tx.close()
         code = p.finish(signal.SIGTERM)
@@ -524,6 +528,10 @@ def test_hostile_control_packets_and_a_flood(song: Path, tmp_path: Path):
         assert np.ptp(resumed, axis=0).max() > 1e-3  # dancing again
     frames, dropped = performed(p.stdout)
     assert dropped <= 0.02 * frames
+    with fault("dancer count changed mid-recording (1 -> 3)"):
+        assert load_motion(rec).joints().shape[0] == frames
+        with np.load(rec) as z:
+            assert z["all_trans"].shape[1] == 3 and set(z["dancers"]) == {1, 3}
 
 
 # -- things that cannot start: one line, exit 2 -------------------------------------------
