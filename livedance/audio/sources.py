@@ -121,6 +121,7 @@ class DeviceSource(AudioSource):
         self._callbacks = 0
         self._stream_ended = False
         self._last_progress = time.monotonic()
+        self._last_read = time.monotonic()
         self._seen_callbacks = 0
         self._next_retry = 0.0
         self._retries = 0
@@ -240,7 +241,14 @@ class DeviceSource(AudioSource):
 
     def read(self, max_samples: int, timeout: float = 0.0) -> np.ndarray:
         """Up to about ``max_samples`` new analysis-rate samples (maybe none)."""
-        deadline = time.monotonic() + timeout
+        now = time.monotonic()
+        if now - self._last_read > self.settings.stall_seconds:
+            # The reader itself was stalled (process frozen, machine suspended,
+            # a long GC): the device had no chance to be heard, so don't call
+            # it lost (it used to be closed and reopened after every such pause).
+            self._last_progress = now
+        self._last_read = now
+        deadline = now + timeout
         while True:
             if self.device_lost:
                 if time.monotonic() >= self._next_retry:
