@@ -655,11 +655,19 @@ def test_audio_device_vanishes_and_comes_back_while_performing(song: Path, tmp_p
     rec = tmp_path / "dev.npz"
     p = Perform(
         tmp_path, "--device", "pulse", "--record", str(rec), env=env, name="device",
-        pre=("--set", "audio.retry_seconds=0.5", "--set", "audio.stall_seconds=0.5"),
+        pre=("--set", "audio.retry_seconds=0.5", "--set", "audio.stall_seconds=0.5", "--set", "audio.ring_seconds=0.1"),
     )
     try:
         p.wait_dancing(frames=300)
-        time.sleep(1.0)
+        # Input overruns: the whole process freezes for 2 s (as under a load
+        # spike); the device's backlog overflows the smallest ring on resume.
+        p.proc.send_signal(signal.SIGSTOP)
+        time.sleep(2.0)
+        p.proc.send_signal(signal.SIGCONT)
+        time.sleep(0.5)
+        o0 = time.monotonic()
+        time.sleep(2.5)
+        o1 = time.monotonic()
         a0 = time.monotonic()
         server.kill()  # the device vanishes
         server.wait()
@@ -685,6 +693,12 @@ def test_audio_device_vanishes_and_comes_back_while_performing(song: Path, tmp_p
     back = np.diff(t)
     print("music time steps backwards:", int((back < 0).sum()), "min step", back.min(),
           "at", [round(x - a0, 2) for x in arr[1:][back < 0]], "s after the loss; back at", round(a1 - a0, 2))
+    print("after the freeze:", round(p.rx.fps_between(o0, o1), 1), "fps;", [x for x in p.stderr.splitlines() if "overrun" in x])
+    with fault("input overruns (process frozen 2 s, smallest ring)"):
+        assert p.rx.fps_between(o0, o1) >= MIN_FPS
+        assert "overrun" in p.stderr
+        # ... and the frozen process did not take its own pause for a lost device.
+        assert p.stderr.count("' lost (") == 1, p.stderr[-3000:]
     with fault("audio device vanishes (PulseAudio server killed) and comes back"):
         assert code == 0, p.stderr[-3000:]
         assert "lost" in p.stderr and "is back" in p.stderr, p.stderr[-3000:]
