@@ -10,10 +10,8 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message_builder import OscMessageBuilder
-from pythonosc.osc_server import BlockingOSCUDPServer
 
 from livedance import skeleton as sk
 from livedance.config import OscSettings
@@ -30,6 +28,7 @@ from livedance.outputs.osc_packing import (
     ntp_timetag,
 )
 from livedance.outputs.udp import parse_host_port
+from loopback import OscCollector as Collector
 
 
 def random_frame(dancers: int, seed: int = 0, index: int = 7, wall_time: float | None = None, **music: object) -> Frame:
@@ -38,29 +37,6 @@ def random_frame(dancers: int, seed: int = 0, index: int = 7, wall_time: float |
     trans = rng.uniform(-1.5, 1.5, size=(dancers, 3)) + [0.0, 0.95, 0.0]
     wall = time.time() if wall_time is None else wall_time
     return Frame.from_pose(index, 12.5 + index / 60, wall, sk.axis_angle_to_matrix(axis_angle), trans, **music)
-
-
-class Collector:
-    """A python-osc server on an ephemeral loopback port, recording every message."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, tuple]] = []
-        dispatcher = Dispatcher()
-        dispatcher.set_default_handler(lambda address, *args: self.messages.append((address, args)))
-        self.server = BlockingOSCUDPServer(("127.0.0.1", 0), dispatcher)
-        self.server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    def wait_for(self, count: int, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.messages) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from pythonosc.osc_packet import OscPacket
 
 from livedance.motion.io import load_motion
 from livedance.music.synth import drum_track
+from loopback import UdpCollector
 
 SR = 22050
 
@@ -81,41 +79,6 @@ def test_user_errors_are_one_line(song, tmp_path: Path, args: list[str], message
     assert len(lines) == 1 and message in lines[0].lower() and "Traceback" not in r.stderr, r.stderr
 
 
-class UdpCollector:
-    """A loopback UDP receiver on its own thread (bounded: stops when asked)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.packets: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.packets.append(self.sock.recv(65536))
-            except socket.timeout:
-                continue
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-
-def messages(packets: list[bytes]) -> list[tuple[str, list]]:
-    out = []
-    for p in packets:
-        for m in OscPacket(p).messages:
-            out.append((m.message.address, m.message.params))
-    return out
-
-
 @pytest.mark.slow
 def test_perform_streams_osc_and_records_until_sigint(song, tmp_path: Path):
     path, _ = song
@@ -136,7 +99,7 @@ def test_perform_streams_osc_and_records_until_sigint(song, tmp_path: Path):
         proc.kill()
         rx.close()
     assert proc.returncode == 0, err
-    msgs = messages(rx.packets)
+    msgs = rx.messages()
     frames = [p for a, p in msgs if a == "/livedance/frame"]
     assert len(frames) >= 200, f"only {len(frames)} frames arrived"
     idx = [p[0] for p in frames]

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
 import pytest
-from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_bundle import OscBundle
-from pythonosc.osc_server import BlockingOSCUDPServer
 
 from livedance import skeleton as sk
 from livedance.config import OscSettings
 from livedance.frames import Frame
 from livedance.outputs.vmc import BONE_MAP, VmcSender
+from loopback import OscCollector as Collector
 
 #: Unity's HumanBodyBones names a VMC receiver maps (body, without fingers/eyes/jaw).
 UNITY_BODY_BONES = {
@@ -29,26 +27,6 @@ def random_frame(dancers: int, seed: int = 0) -> Frame:
     rotations = sk.axis_angle_to_matrix(rng.normal(size=(dancers, 24, 3)))
     trans = rng.uniform(-1.5, 1.5, size=(dancers, 3)) + [0.0, 0.95, 0.0]
     return Frame.from_pose(3, 2.75, time.time(), rotations, trans)
-
-
-class Collector:
-    def __init__(self, port: int = 0) -> None:
-        self.messages: list[tuple[str, tuple]] = []
-        dispatcher = Dispatcher()
-        dispatcher.set_default_handler(lambda address, *args: self.messages.append((address, args)))
-        self.server = BlockingOSCUDPServer(("127.0.0.1", port), dispatcher)
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    def wait_for(self, count: int, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.messages) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _unity_quat_to_matrix(q_xyzw: np.ndarray) -> np.ndarray:
