@@ -40,7 +40,8 @@ class OscCollector:
 
 
 class UdpCollector:
-    """Raw datagrams, kept as bytes (cheap enough to keep up with 60 fps x 8 dancers)."""
+    """Raw datagrams, kept as bytes (cheap enough to keep up with 60 fps x 8 dancers).
+    Subclasses override :meth:`handle` to digest each datagram as it arrives."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -56,9 +57,13 @@ class UdpCollector:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.packets.append(self.sock.recv(65536))
+                packet = self.sock.recv(65536)
             except socket.timeout:
                 continue
+            self.handle(packet)
+
+    def handle(self, packet: bytes) -> None:
+        self.packets.append(packet)
 
     def messages(self) -> list[tuple[str, list]]:
         """Every OSC message in the datagrams received so far, as ``(address, params)``."""

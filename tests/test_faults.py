@@ -20,7 +20,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ import soundfile as sf
 
 from livedance.motion.io import load_motion
 from livedance.music.synth import drum_track
+from loopback import UdpCollector
 
 PY = [sys.executable, "-m", "livedance.cli"]
 FPS = 60.0
@@ -80,36 +80,24 @@ _FRAME_ADDR = b"/livedance/frame\x00\x00\x00\x00,if\x00"
 _PELVIS_ADDR = b"/livedance/d0/pelvis/pos\x00\x00\x00\x00,fff\x00\x00\x00\x00"
 
 
-class OscFrames:
+class OscFrames(UdpCollector):
     """A loopback UDP receiver counting the livedance scheme's frames (arrival
     time, frame index, frame music time, pelvis position)."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
         self.frames: list[tuple[float, int, float]] = []
         self.pelvis: list[tuple[float, float, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                p = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            at = p.find(_FRAME_ADDR)
-            if at >= 0:
-                k = at + len(_FRAME_ADDR)
-                index, t = struct.unpack_from(">if", p, k)
-                self.frames.append((time.monotonic(), index, t))
-            at = p.find(_PELVIS_ADDR)
-            if at >= 0:
-                self.pelvis.append(struct.unpack_from(">fff", p, at + len(_PELVIS_ADDR)))
+    def handle(self, p: bytes) -> None:
+        at = p.find(_FRAME_ADDR)
+        if at >= 0:
+            k = at + len(_FRAME_ADDR)
+            index, t = struct.unpack_from(">if", p, k)
+            self.frames.append((time.monotonic(), index, t))
+        at = p.find(_PELVIS_ADDR)
+        if at >= 0:
+            self.pelvis.append(struct.unpack_from(">fff", p, at + len(_PELVIS_ADDR)))
 
     @property
     def count(self) -> int:
@@ -124,11 +112,6 @@ class OscFrames:
     def fps_between(self, t0: float, t1: float) -> float:
         n = sum(1 for t, _, _ in self.frames if t0 <= t < t1)
         return n / (t1 - t0)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
 
 
 class Perform:
