@@ -11,7 +11,7 @@ is derived from ``seed``, so the same call always gives the same audio.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from scipy.signal import fftconvolve, lfilter
@@ -99,38 +99,13 @@ def _beat_clock(bpm: float, seconds: float, tempo: Sequence[tuple[float, float]]
     return np.interp(k, phase, grid)
 
 
-def drum_track(
-    bpm: float,
-    seconds: float,
-    sr: int = 22050,
-    seed: int = 0,
-    *,
-    pattern: str = "rock",
-    timbre: str = "acoustic",
-    swing: float = 0.0,
-    tempo: Sequence[tuple[float, float]] = (),
-    ramp: bool = False,
-    breaks: Sequence[tuple[float, float]] = (),
-    start_beat: float = 0.0,
-    noise_db: float | None = None,
-    reverb: float = 0.0,
-    bass: bool = True,
-    gain: float = 0.5,
-) -> tuple[np.ndarray, np.ndarray]:
+def drum_track(bpm: float, seconds: float, sr: int = 22050, seed: int = 0, **options: Any) -> tuple[np.ndarray, np.ndarray]:
     """Render a drum track; return ``(audio float32 mono, beat_times)``.
 
-    Args:
-        bpm: starting tempo.
-        tempo: later tempo points [(time_s, bpm)]; jumps, or ramps if ``ramp``.
-        pattern: one of :data:`PATTERNS`; timbre: one of :data:`TIMBRES`.
-        swing: 0..0.5, delay of off-beat 16ths/8ths as a fraction of a 8th note.
-        breaks: [(start_s, end_s)] of silence; no beats are annotated there.
-        start_beat: beats into the bar at time 0 (e.g. 1.5 = starts mid-bar).
-        noise_db: add white noise at this SNR (dB) if given.
-        reverb: 0..1 wet mix of a synthetic 1.2 s room.
+    ``options`` are :func:`render`'s keyword arguments (pattern, timbre,
+    swing, tempo, ramp, breaks, start_beat, noise_db, reverb, bass, gain).
     """
-    t = render(bpm, seconds, sr, seed, pattern=pattern, timbre=timbre, swing=swing, tempo=tempo, ramp=ramp,
-               breaks=breaks, start_beat=start_beat, noise_db=noise_db, reverb=reverb, bass=bass, gain=gain)
+    t = render(bpm, seconds, sr, seed, **options)
     return t.audio, t.beats
 
 
@@ -152,7 +127,18 @@ def render(
     bass: bool = True,
     gain: float = 0.5,
 ) -> Track:
-    """:func:`drum_track` returning a :class:`Track` with downbeats too."""
+    """Render a drum track as a :class:`Track` (audio, beats, downbeats).
+
+    Args:
+        bpm: starting tempo.
+        tempo: later tempo points [(time_s, bpm)]; jumps, or ramps if ``ramp``.
+        pattern: one of :data:`PATTERNS`; timbre: one of :data:`TIMBRES`.
+        swing: 0..0.5, delay of off-beat 16ths/8ths as a fraction of a 8th note.
+        breaks: [(start_s, end_s)] of silence; no beats are annotated there.
+        start_beat: beats into the bar at time 0 (e.g. 1.5 = starts mid-bar).
+        noise_db: add white noise at this SNR (dB) if given.
+        reverb: 0..1 wet mix of a synthetic 1.2 s room.
+    """
     if pattern not in PATTERNS:
         raise ValueError(f"unknown pattern {pattern!r}; choose from {tuple(PATTERNS)}")
     rng = np.random.default_rng(seed)
