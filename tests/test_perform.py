@@ -142,3 +142,20 @@ def test_perform_from_a_virtual_audio_device(pulse_sink, tmp_path: Path):
     assert np.median(np.abs(tempo[n // 3 : 2 * n // 3] - 120)) < 3
     speed = np.linalg.norm(np.diff(joints, axis=0), axis=-1).mean(axis=1) * 60
     assert speed[n // 3 : 2 * n // 3].mean() > 0.3
+
+
+def test_dance_renders_video_with_the_music(tmp_path: Path):
+    audio, _ = drum_track(120, 3.0, 44100, seed=23)
+    song = tmp_path / "short.wav"
+    sf.write(song, audio, 44100)
+    video = tmp_path / "d.mp4"
+    r = livedance("--set", "viewer.width=320", "--set", "viewer.height=180",
+                  "dance", str(song), "-o", str(tmp_path / "d.npz"), "--video", str(video))
+    assert r.returncode == 0, r.stderr
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,nb_frames,duration", "-of", "csv=p=0", str(video)],
+        capture_output=True, text=True, timeout=60,
+    ).stdout.split()
+    streams = {line.split(",")[0]: line.split(",") for line in probe}
+    assert int(streams["video"][2]) == 180  # 3 s at 60 fps
+    assert abs(float(streams["audio"][1]) - 3.0) < 0.05

@@ -52,12 +52,6 @@ def build_engine(settings: Settings, controls: Any = None) -> Any:
     return engine
 
 
-def _write_video(frames: list[Any], out: str, audio: str, fps: float, settings: Settings) -> None:
-    from livedance.outputs.video import render_frames
-
-    render_frames(frames, out, audio, fps, (settings.viewer.width, settings.viewer.height), progress=True)
-
-
 def run_dance(args: argparse.Namespace, settings: Settings) -> int:
     """Offline: the causal engine over a whole song, faster than real time."""
     from tqdm import tqdm
@@ -77,19 +71,26 @@ def run_dance(args: argparse.Namespace, settings: Settings) -> int:
     source = FileSource(args.song, settings.audio, realtime=False)
     engine = build_engine(settings)
     fps = settings.engine.fps
-    frames = []
     total = int(source.duration * fps)
-    for frame in tqdm(
-        frames_offline(engine, source.samples, settings.audio.sample_rate, fps),
-        total=total, unit="frame", desc="dancing", disable=None,
-    ):
-        recorder.send(frame)
+    with ExitStack() as stack:
+        video = None
         if args.video:
-            frames.append(frame)
-    recorder.close()
+            from livedance.outputs.video import VideoWriter
+
+            # Rendered as the dance is made: memory stays flat for any song length.
+            video = stack.enter_context(
+                VideoWriter(args.video, settings.viewer.width, settings.viewer.height, fps, args.song)
+            )
+        for frame in tqdm(
+            frames_offline(engine, source.samples, settings.audio.sample_rate, fps),
+            total=total, unit="frame", desc="dancing" + (" + rendering" if video else ""), disable=None,
+        ):
+            recorder.send(frame)
+            if video is not None:
+                video.write(frame)
+        recorder.close()
     print(f"wrote {recorder.frames} frames ({recorder.frames / fps:.1f} s, {engine.stats.beats} beats) to {args.output}")
     if args.video:
-        _write_video(frames, args.video, args.song, fps, settings)
         print(f"wrote {args.video}")
     return 0
 
