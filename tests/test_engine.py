@@ -162,3 +162,16 @@ def test_controls_steer_the_engine():
     # Two dancers from the moment it was asked; frame numbers run on unbroken.
     assert frames[-1].dancers == 2 and frames[int(13 * FPS)].dancers == 1
     assert [f.index for f in frames] == list(range(len(frames)))
+
+
+def test_configured_energy_bias_counts_once_with_controls():
+    from livedance.live.controls import Controls
+
+    settings = Settings()
+    settings.engine.energy_bias = 0.3
+    for controls in (None, Controls.from_settings(settings)):
+        eng = build_engine(settings, controls)
+        eng.music.energy = 0.2
+        ctx, _ = eng._context()
+        expected = eng.model.descriptors.level_to_value(1, 0.5)
+        np.testing.assert_allclose(ctx.energy, expected)

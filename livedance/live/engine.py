@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,7 +64,6 @@ UNIT_TIMES_KEPT = 4096
 
 @dataclass
 class EngineStats:
-    frames: int = 0
     units: int = 0
     # Bounded: a list grew by one float per unit forever (~1 MB a day of
     # dancing, without end in an installation that runs for months).
@@ -145,15 +145,16 @@ class Engine:
 
     def _context(self) -> Any:
         m = self.music
-        energy = m.energy
-        temperature = self.settings.engine.temperature
-        style: int = ANY_STYLE
         if self.controls is not None:
+            # The controls start from the engine settings, so they replace them
+            # (adding both would count the configured bias twice).
             c = self.controls.snapshot()
-            energy = float(np.clip(energy + c.energy_bias, 0.0, 1.0))
-            temperature = c.temperature
+            bias, temperature = c.energy_bias, c.temperature
             style = ANY_STYLE if c.style is None else c.style
-        energy = float(np.clip(energy + self.settings.engine.energy_bias, 0.0, 1.0))
+        else:
+            es = self.settings.engine
+            bias, temperature, style = es.energy_bias, es.temperature, ANY_STYLE
+        energy = float(np.clip(m.energy + bias, 0.0, 1.0))
         ctx = self.model.descriptors.context_from_levels(self._tempo(), energy, m.busyness, style)
         return ctx, temperature
 
@@ -163,8 +164,6 @@ class Engine:
 
     def plan(self) -> int:
         """Generate every unit the timeline needs now; returns how many."""
-        import time as _time
-
         made = 0
         while True:
             with self._lock:
@@ -173,9 +172,9 @@ class Engine:
                     return made
                 ctx, temperature = self._context()
                 state = self.composer_state
-            t0 = _time.perf_counter()
+            t0 = time.perf_counter()
             feats, state = self.model.next_unit(state, ctx, temperature)
-            self.stats.unit_seconds.append(_time.perf_counter() - t0)
+            self.stats.unit_seconds.append(time.perf_counter() - t0)
             with self._lock:
                 self.composer_state = state
                 if index > self.timeline.last_index:
@@ -267,7 +266,6 @@ class Engine:
         if frozen:
             feats[:, 1:4] = 0.0
         rotations, trans = self._pose(feats, step * FRAMES_PER_BEAT)
-        self.stats.frames += 1
         frame = Frame.from_pose(
             self.frame_index,
             music_time,
