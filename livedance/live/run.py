@@ -61,7 +61,6 @@ class LiveStats:
     dropped: int = 0
     errors: int = 0  # frames that raised (logged, skipped); the loop never dies
     fps: float = 0.0
-    worst_late_ms: float = 0.0
 
 
 class LiveRunner:
@@ -153,7 +152,6 @@ class LiveRunner:
                     skipped = int(late // period)
                     self.stats.dropped += skipped
                     deadline += skipped * period
-                    self.stats.worst_late_ms = max(self.stats.worst_late_ms, late * 1000)
                 controls = self.engine.controls
                 if controls is not None:  # latency is a live control (OSC, keyboard)
                     self.latency = controls.snapshot().latency_ms / 1000.0
