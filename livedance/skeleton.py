@@ -15,14 +15,18 @@ Conventions
 
 Every function accepts a ``numpy.ndarray`` or a ``torch.Tensor`` with any
 leading batch shape and returns the same kind of array with the same dtype.
-There is one implementation (torch); numpy inputs are wrapped, not copied,
-so the numpy and torch paths cannot disagree.
+The reference implementation is torch; numpy inputs are wrapped, not copied.
+The conversions the frame clock calls every frame on a few small arrays
+(6D, yaw, axis-angle and quaternion to and from matrices) also have a numpy
+twin that the public function dispatches numpy inputs to, because torch's
+per-op dispatch costs more than the arithmetic there; the tests hold each
+twin to its torch reference.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Callable, TypeVar, Union
+from typing import Callable, TypeVar, Union, overload
 
 import numpy as np
 import torch
@@ -114,23 +118,40 @@ BONES: tuple[tuple[int, int], ...] = tuple((int(PARENTS[j]), j) for j in range(1
 
 
 # ---------------------------------------------------------------------------
-# numpy/torch polymorphism: one torch implementation, numpy wrapped around it.
+# numpy/torch polymorphism: torch implementations, numpy wrapped around them
+# (or, on the per-frame path, sent to a numpy twin).
 
 
-def _polymorphic(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: object, **kwargs: object) -> object:
-        was_numpy = any(isinstance(a, np.ndarray) for a in args)
-        # np.ascontiguousarray would promote 0-d arrays to 1-d; keep shapes.
-        targs = [torch.from_numpy(a if a.flags.c_contiguous else a.copy()) if isinstance(a, np.ndarray) else a for a in args]
-        out = fn(*targs, **kwargs)
-        if not was_numpy:
-            return out
-        if isinstance(out, tuple):
-            return tuple(o.numpy() for o in out)
-        return out.numpy()
+@overload
+def _polymorphic(fn: F) -> F: ...
 
-    return wrapper  # type: ignore[return-value]
+
+@overload
+def _polymorphic(*, numpy: Callable[..., object]) -> Callable[[F], F]: ...
+
+
+def _polymorphic(fn: F | None = None, *, numpy: Callable[..., object] | None = None) -> F | Callable[[F], F]:
+    """Run the torch ``fn`` on numpy inputs too (``@_polymorphic``), or send
+    all-numpy calls to a numpy twin of it (``@_polymorphic(numpy=twin)``)."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: object, **kwargs: object) -> object:
+            was_numpy = any(isinstance(a, np.ndarray) for a in args)
+            if numpy is not None and was_numpy and not any(isinstance(a, torch.Tensor) for a in args):
+                return numpy(*args, **kwargs)
+            # np.ascontiguousarray would promote 0-d arrays to 1-d; keep shapes.
+            targs = [torch.from_numpy(a if a.flags.c_contiguous else a.copy()) if isinstance(a, np.ndarray) else a for a in args]
+            out = fn(*targs, **kwargs)
+            if not was_numpy:
+                return out
+            if isinstance(out, tuple):
+                return tuple(o.numpy() for o in out)
+            return out.numpy()
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate if fn is None else decorate(fn)
 
 
 def _eps(x: torch.Tensor) -> float:
@@ -138,10 +159,105 @@ def _eps(x: torch.Tensor) -> float:
 
 
 # ---------------------------------------------------------------------------
+# numpy twins of the per-frame conversions (see the module docstring). Each
+# mirrors its torch reference below operation for operation.
+
+
+_YZX = np.array([1, 2, 0])
+_ZXY = np.array([2, 0, 1])
+
+
+def _np_eps(x: np.ndarray) -> float:
+    return 1e-12 if x.dtype == np.float64 else 1e-6
+
+
+def _np_norm(x: np.ndarray) -> np.ndarray:
+    # np.linalg.norm's generic dispatch costs more than this on tiny arrays.
+    return np.sqrt((x * x).sum(-1, keepdims=True))
+
+
+def _axis_angle_to_quaternion_np(aa: np.ndarray) -> np.ndarray:
+    angle = _np_norm(aa)
+    half = 0.5 * angle
+    small = angle < 1e-4
+    safe = np.where(small, np.ones_like(angle), angle)
+    scale = np.where(small, 0.5 - angle * angle / 48.0, np.sin(half) / safe)
+    return np.concatenate([np.cos(half), aa * scale], axis=-1)
+
+
+def _quaternion_to_matrix_np(q: np.ndarray) -> np.ndarray:
+    q = q / _np_norm(q)
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    m = np.stack(
+        [
+            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        ],
+        axis=-1,
+    )
+    return m.reshape(q.shape[:-1] + (3, 3))
+
+
+def _matrix_to_quaternion_np(m: np.ndarray) -> np.ndarray:
+    m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
+    m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
+    m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
+    four_sq = np.stack(
+        [1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], axis=-1
+    )
+    root = np.sqrt(np.maximum(four_sq, 0.0))
+    cand = np.stack(
+        [
+            np.stack([root[..., 0] ** 2, m21 - m12, m02 - m20, m10 - m01], axis=-1),
+            np.stack([m21 - m12, root[..., 1] ** 2, m10 + m01, m02 + m20], axis=-1),
+            np.stack([m02 - m20, m10 + m01, root[..., 2] ** 2, m12 + m21], axis=-1),
+            np.stack([m10 - m01, m20 + m02, m21 + m12, root[..., 3] ** 2], axis=-1),
+        ],
+        axis=-2,
+    )
+    best = np.argmax(four_sq, axis=-1)
+    chosen = np.take_along_axis(cand, best[..., None, None], axis=-2)[..., 0, :]
+    chosen = chosen / _np_norm(chosen)
+    return np.where(chosen[..., :1] < 0, -chosen, chosen)
+
+
+def _axis_angle_to_matrix_np(aa: np.ndarray) -> np.ndarray:
+    return _quaternion_to_matrix_np(_axis_angle_to_quaternion_np(aa))
+
+
+def _matrix_to_rot6d_np(m: np.ndarray) -> np.ndarray:
+    return np.concatenate([m[..., :, 0], m[..., :, 1]], axis=-1)
+
+
+def _rot6d_to_matrix_np(d6: np.ndarray) -> np.ndarray:
+    a, b = d6[..., :3], d6[..., 3:]
+    eps = _np_eps(d6)
+    c0 = a / np.maximum(_np_norm(a), eps)
+    b = b - (c0 * b).sum(-1, keepdims=True) * c0
+    c1 = b / np.maximum(_np_norm(b), eps)
+    # The cross product by rolled components: np.cross's checks and
+    # broadcasting cost more than the arithmetic on a frame's 24 joints.
+    c2 = c0[..., _YZX] * c1[..., _ZXY] - c0[..., _ZXY] * c1[..., _YZX]
+    return np.stack([c0, c1, c2], axis=-1)
+
+
+def _yaw_to_matrix_np(yaw: np.ndarray) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    m = np.zeros(np.shape(yaw) + (3, 3), dtype=np.result_type(c))
+    m[..., 0, 0] = c
+    m[..., 0, 2] = s
+    m[..., 1, 1] = 1.0
+    m[..., 2, 0] = -s
+    m[..., 2, 2] = c
+    return m
+
+
+# ---------------------------------------------------------------------------
 # Rotation conversions.
 
 
-@_polymorphic
+@_polymorphic(numpy=_axis_angle_to_quaternion_np)
 def axis_angle_to_quaternion(aa: Array) -> Array:
     """(..., 3) axis-angle -> (..., 4) unit quaternion (w, x, y, z)."""
     angle = torch.linalg.vector_norm(aa, dim=-1, keepdim=True)
@@ -168,7 +284,7 @@ def quaternion_to_axis_angle(q: Array) -> Array:
     return v * scale
 
 
-@_polymorphic
+@_polymorphic(numpy=_quaternion_to_matrix_np)
 def quaternion_to_matrix(q: Array) -> Array:
     """(..., 4) quaternion (w, x, y, z), any norm -> (..., 3, 3) rotation matrix."""
     q = q / torch.linalg.vector_norm(q, dim=-1, keepdim=True)
@@ -184,7 +300,7 @@ def quaternion_to_matrix(q: Array) -> Array:
     return m.reshape(q.shape[:-1] + (3, 3))
 
 
-@_polymorphic
+@_polymorphic(numpy=_matrix_to_quaternion_np)
 def matrix_to_quaternion(m: Array) -> Array:
     """(..., 3, 3) rotation matrix -> (..., 4) unit quaternion with w >= 0.
 
@@ -216,7 +332,7 @@ def matrix_to_quaternion(m: Array) -> Array:
     return torch.where(chosen[..., :1] < 0, -chosen, chosen)
 
 
-@_polymorphic
+@_polymorphic(numpy=_axis_angle_to_matrix_np)
 def axis_angle_to_matrix(aa: Array) -> Array:
     """(..., 3) axis-angle -> (..., 3, 3) rotation matrix."""
     return quaternion_to_matrix(axis_angle_to_quaternion(aa))
@@ -228,13 +344,13 @@ def matrix_to_axis_angle(m: Array) -> Array:
     return quaternion_to_axis_angle(matrix_to_quaternion(m))
 
 
-@_polymorphic
+@_polymorphic(numpy=_matrix_to_rot6d_np)
 def matrix_to_rot6d(m: Array) -> Array:
     """(..., 3, 3) rotation matrix -> (..., 6): first two columns."""
     return torch.cat([m[..., :, 0], m[..., :, 1]], dim=-1)
 
 
-@_polymorphic
+@_polymorphic(numpy=_rot6d_to_matrix_np)
 def rot6d_to_matrix(d6: Array) -> Array:
     """(..., 6) -> (..., 3, 3) rotation matrix by Gram-Schmidt.
 
@@ -353,7 +469,7 @@ def heading_yaw(m: Array) -> Array:
     return torch.atan2(-m[..., 2, 0], m[..., 0, 0])
 
 
-@_polymorphic
+@_polymorphic(numpy=_yaw_to_matrix_np)
 def yaw_to_matrix(yaw: Array) -> Array:
     """(...,) yaw about +y, radians -> (..., 3, 3) rotation."""
     return _axis_rotation(yaw, 1)

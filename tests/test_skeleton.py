@@ -75,6 +75,37 @@ def test_fk_numpy_and_torch_agree_and_keep_dtype():
     np.testing.assert_allclose(jn, jt.numpy(), atol=1e-6)
 
 
+def _twin_inputs(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, ...]]:
+    aa = random_axis_angle(600, rng).reshape(25, 24, 3)
+    m = sk.axis_angle_to_matrix(torch.from_numpy(aa)).numpy()
+    # Network-like 6D: real rotations plus noise (halves far from parallel,
+    # where Gram-Schmidt is well conditioned even in float32).
+    d6 = sk.matrix_to_rot6d(torch.from_numpy(m)).numpy() + 0.1 * rng.normal(size=(25, 24, 6))
+    return {
+        "axis_angle_to_quaternion": (aa,),
+        "quaternion_to_matrix": (rng.normal(size=(25, 24, 4)),),
+        "axis_angle_to_matrix": (aa,),
+        "matrix_to_quaternion": (m,),
+        "matrix_to_rot6d": (m,),
+        "rot6d_to_matrix": (d6,),
+        "yaw_to_matrix": (rng.uniform(-7, 7, size=(25,)),),
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", list(_twin_inputs(np.random.default_rng(0))))
+def test_numpy_twins_match_torch(name, dtype):
+    fn = getattr(sk, name)
+    args = tuple(a.astype(dtype) for a in _twin_inputs(np.random.default_rng(11))[name])
+    out_np = fn(*args)
+    out_torch = fn(*(torch.from_numpy(a) for a in args))
+    assert isinstance(out_np, np.ndarray) and out_np.dtype == dtype and out_np.shape == tuple(out_torch.shape)
+    np.testing.assert_allclose(out_np, out_torch.numpy(), rtol=0, atol=1e-12 if dtype == np.float64 else 1e-6)
+    # Unbatched inputs (a 0-d yaw) keep their shape too.
+    one = tuple(a[0, ...] for a in args)
+    assert fn(*one).shape == tuple(fn(*(torch.from_numpy(a) for a in one)).shape)
+
+
 def test_axis_angle_matrix_round_trip():
     aa = random_axis_angle(3000, np.random.default_rng(3))
     m = sk.axis_angle_to_matrix(aa)
