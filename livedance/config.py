@@ -70,6 +70,7 @@ class BeatSettings:
     tempo_follow: float = 0.04  # |log ratio| below which a new estimate is "the same tempo"
     tempo_margin: float = 0.15  # while locked, a new tempo must score this much (relative) above the current one
     switch_hops: int = 16  # hops a different tempo must persist before a jump (x3 for octaves)
+    switch_loss: float = 0.6  # ...unless the held tempo scores below this share of its recent best: then at once
     beat_delay: float = 0.02  # seconds added to beat times (calibration: the DP lands slightly before the attacks)
     tightness: float = 250.0  # how strictly beats keep the period (Ellis' DP)
     level_seconds: float = 4.0  # time constant of the onset level used to normalise

@@ -107,6 +107,25 @@ def test_silence_gives_idle_then_reentry_on_the_beat():
     assert weights[t > 22].min() == 1.0
 
 
+@pytest.mark.parametrize("before,after,seed", [(110, 140, 2), (140, 110, 3)])
+def test_dance_clock_back_on_the_beat_within_four_beats_of_a_tempo_jump(before: float, after: float, seed: int):
+    """A track change: the dancer's beat clock (what the units are warped
+    onto) is within 40 ms of every music beat from the 4th beat after the jump."""
+    from livedance.bench.engine import clock_errors
+
+    jump = 12.0
+    audio, beats = drum_track(before, 20.0, SR, seed=seed, pattern="rock", tempo=[(jump, float(after))])
+    settings = Settings()
+    eng = build_engine(settings)
+    positions = [eng.clock.position for _ in frames_offline(eng, audio, SR, FPS)]
+    errors = np.abs(clock_errors(np.asarray(positions), beats[beats >= jump], FPS))
+    assert errors[:2].max() > 0.06, "the jump should throw the clock off at first (else this tests nothing)"
+    assert errors[4:].max() < 0.040, f"clock errors per beat after the jump (ms): {np.round(errors * 1000)}"
+    # Caught up by running faster or slower (at most 1.6x / 0.4x the tempo), never by jumping.
+    steps = np.diff(positions)[int(jump * FPS) :] * FPS / (max(before, after) / 60.0)
+    assert steps.max() <= 1.6 + 1e-6 and steps.min() > 0.0
+
+
 def test_louder_denser_music_moves_more():
     quiet, _ = drum_track(110, 16.0, SR, seed=5, pattern="rock", gain=0.5, bass=False)
     # Same tempo: a quiet, sparse half then a loud, dense half.

@@ -26,7 +26,10 @@ class BeatClock:
 
     Attributes:
         position: beats since start; integers are the beats the dance hits.
-        correction: fraction of the phase error removed per beat.
+        correction: fraction of the phase error removed per beat, for small
+            errors (the tracker's jitter: smoothed, not followed).
+        catch_up: the same for errors of ``catch_up_error`` beats and more
+            (a re-lock after a tempo change: caught within about a beat).
         max_rate_change: the clock never runs faster or slower than the
             tracker's tempo by more than this fraction (keeps motion sane
             while it catches up).
@@ -34,6 +37,8 @@ class BeatClock:
 
     position: float = 0.0
     correction: float = 1.5
+    catch_up: float = 3.0
+    catch_up_error: float = 0.15
     max_rate_change: float = 0.6
     rate: float = 2.0  # beats per second applied on the last frame
 
@@ -48,7 +53,8 @@ class BeatClock:
             # Steer where the clock is about to be, not where it was: the
             # frame being made shows the target's time, one dt after the last.
             error = wrap_phase(target_phase - ((self.position + base * dt) % 1.0))
-            rate = base * (1.0 + self.correction * error)
+            gain = self.correction + (self.catch_up - self.correction) * min(1.0, abs(error) / self.catch_up_error)
+            rate = base * (1.0 + gain * error)
         self.rate = min(max(rate, base * (1 - self.max_rate_change)), base * (1 + self.max_rate_change))
         step = self.rate * dt
         self.position += step

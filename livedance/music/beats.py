@@ -12,8 +12,10 @@ How (all causal, per hop):
   seconds, read on a log-spaced BPM grid, times a log-normal prior centred on
   ``preferred_bpm`` (the dance-natural range wins half/double ambiguity), with
   hysteresis (persistence, and while locked a margin over the current
-  tempo's score) so the tempo does not flicker but does jump when the music
-  does.
+  tempo's score) so the tempo does not flicker; but when the tracked tempo
+  loses much of its own score (a track change) the new one takes over at
+  once, and the beat DP is replayed at the new period over the onsets it
+  still holds, so the phase is right from the first beat after the switch.
 * **Metre**: a second, long autocorrelation (``meter_window``) picks among
   the tempi related to that estimate by 2, 3/2 and 4/3 by bar-level evidence
   (A(2L), A(4L)): real music with steady eighth notes correlates at 2, 3
@@ -83,6 +85,13 @@ class _History:
         end = self._i + self.length
         return self._buf[end - n : end]
 
+    def overwrite_last(self, values: np.ndarray) -> None:
+        """Replace the last ``len(values)`` values (oldest first)."""
+        n = len(values)
+        idx = (self._i - n + np.arange(n)) % self.length
+        self._buf[idx] = values
+        self._buf[idx + self.length] = values
+
 
 class BeatTracker:
     """Causal beat tracker; ``process`` online, ``track`` offline (same code)."""
@@ -131,6 +140,7 @@ class BeatTracker:
         self._dp_len = 2 * self._lag_max + 8 + int(6 * 60.0 * fr / s.min_bpm)
         self._slow = math.exp(-1.0 / (s.level_seconds * fr))
         self._fast = math.exp(-1.0 / (0.5 * fr))
+        self._held_decay = math.exp(-2.0 / (s.tempo_window * fr))  # per tempo update (every 2 hops)
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -149,6 +159,7 @@ class BeatTracker:
         self.period = 60.0 * self.frame_rate / self.settings.preferred_bpm  # hops per beat
         self._candidate = self.period
         self._candidate_count = 0
+        self._held_ref = 0.0  # recent best score of the tracked tempo
         self._fold = 1.0  # metrical correction applied to tempo estimates
         self._level_votes = 0  # hops in a row voting for double (+) or half (-) tempo
         self._level_hold = 0  # no level correction before this hop
@@ -255,9 +266,15 @@ class BeatTracker:
             lag = float(np.interp(k + d, np.arange(len(score)), self._grid_lag))
         # After a metrical correction the autocorrelation still prefers the
         # old level; read its estimates at the corrected level.
-        lag *= self._fold
+        raw, lag = lag, lag * self._fold
         if not self._lag_min <= lag <= self._lag_max:
             return  # the corrected level would leave [min_bpm, max_bpm]
+        # How well the music still supports the tempo being tracked, against
+        # how well it did in the last few seconds.
+        cur_bpm = 60.0 * self.frame_rate * self._fold / self.period
+        j = int(np.clip(np.searchsorted(self._grid_bpm, cur_bpm), 1, len(score) - 2))
+        held = float(score[j - 1 : j + 2].max())
+        self._held_ref = max(held, self._held_ref * self._held_decay)
         ratio = lag / self.period
         if abs(math.log(ratio)) < s.tempo_follow:
             # Same tempo (or a ramp): follow smoothly.
@@ -270,13 +287,16 @@ class BeatTracker:
             # the autocorrelation's preference for half/double does not count.
             self._candidate_count = 0
             return
-        # Hysteresis on evidence, not only on time: while locked, a different
-        # tempo must score clearly better than the current one (real music
-        # keeps 3:2 and 4:3 related periods close behind the beat).
-        cur_bpm = 60.0 * self.frame_rate * self._fold / self.period
-        j = int(np.clip(np.searchsorted(self._grid_bpm, cur_bpm), 1, len(score) - 2))
-        held = float(score[j - 1 : j + 2].max())
-        if self._confidence >= s.min_confidence and score[k] < (1.0 + s.tempo_margin) * held:
+        # A track change shows as the held tempo losing much of its support
+        # while another takes the lead; that switches at once (each hop of
+        # waiting is a hop the dance is off the beat). A new tempo merely
+        # scoring higher does not: real music keeps 3:2 and 4:3 related
+        # periods close behind the beat, sometimes well above it for a bar.
+        clear = not octave and held < s.switch_loss * self._held_ref
+        # Otherwise hysteresis on evidence, not only on time: while locked, a
+        # different tempo must score clearly better than the current one (real
+        # music keeps 3:2 and 4:3 related periods close behind the beat).
+        if not clear and self._confidence >= s.min_confidence and score[k] < (1.0 + s.tempo_margin) * held:
             self._candidate_count = max(0, self._candidate_count - 1)
             return
         if abs(math.log(lag / self._candidate)) < s.tempo_follow:
@@ -284,11 +304,22 @@ class BeatTracker:
         else:
             self._candidate, self._candidate_count = lag, 1
         need = s.switch_hops * (3 if octave else 1)
-        if self._candidate_count * 2 >= need or self._strength < 0.05:
+        if clear or self._candidate_count * 2 >= need or self._strength < 0.05:
             self.period = lag
             self._candidate_count = 0
-            if not octave:  # a real tempo change: the level is decided afresh
+            self._held_ref = float(score[k])
+            if not octave:
+                # A real tempo change: the old correction need not hold for the
+                # new music; take the level the prior prefers, the beats will
+                # correct it (_check_level).
+                if self._fold != 1.0 and self._lag_min <= raw <= self._lag_max and self._prior_at(raw) > self._prior_at(lag):
+                    self.period = raw
                 self._fold = 1.0
+                self._redo_dp()
+
+    def _prior_at(self, lag: float) -> float:
+        """The tempo prior at a period of ``lag`` hops."""
+        return float(np.interp(-lag, -self._grid_lag, self._prior))
 
     def _metre(self, k: int, long: np.ndarray, score: np.ndarray) -> int:
         """Pick the metrical level of grid tempo ``k`` from the long autocorrelation.
@@ -326,21 +357,47 @@ class BeatTracker:
         return j if near >= s.meter_floor * score[k] else k
 
     def _dp(self, x: float) -> None:
-        s = self.settings
         t = self._t
-        p = self.period
-        dmin, dmax = max(1, int(round(0.5 * p))), int(round(2.0 * p))
-        dmax = min(dmax, t)
-        if dmax < dmin:
+        steps, penalty = self._dp_steps(min(int(round(2.0 * self.period)), t))
+        if steps.size == 0:
             self._cum.push(x)
             self._link.push(-1.0)
             return
-        d = np.arange(dmin, dmax + 1)
-        prev = self._cum.last(dmax)[dmax - d]  # C(t - d)
-        cand = prev - s.tightness * np.log(d / p) ** 2
-        j = int(np.argmax(cand))
-        self._cum.push(x + cand[j])
-        self._link.push(float(t - d[j]))
+        prev = self._cum.last(int(steps[-1]))[steps[-1] - steps]  # C(t - d)
+        j = int(np.argmax(prev - penalty))
+        self._cum.push(x + prev[j] - penalty[j])
+        self._link.push(float(t - steps[j]))
+
+    def _dp_steps(self, longest: int) -> tuple[np.ndarray, np.ndarray]:
+        """Beat-to-beat steps d (hops) the DP may take at the current period, up to ``longest``, and their penalties."""
+        p = self.period
+        d = np.arange(max(1, int(round(0.5 * p))), longest + 1)
+        return d, self.settings.tightness * np.log(d / p) ** 2
+
+    def _redo_dp(self) -> None:
+        """Re-run the DP over the onsets it still holds, at the new period.
+
+        After a tempo jump the stored scores and back-links follow the old
+        period: the tight step penalty keeps them on the old grid for beats,
+        so the phase would lag the new tempo by several beats. The music
+        since the jump is already heard; replaying it at the new period puts
+        the last beat on it at once.
+        """
+        # Called from the tempo update, before this hop's own DP step: the
+        # scores held are those of hops t - n .. t - 1.
+        t = self._t
+        n = min(t, self._dp_len)
+        x = self._onsets.last(n + 1)[:-1]
+        cum, link = np.array(x), np.full(n, -1.0)
+        steps, penalty = self._dp_steps(int(round(2.0 * self.period)))
+        for i in range(int(steps[0]), n):
+            m = int(np.searchsorted(steps, i, side="right"))  # steps that stay inside the replay
+            cand = cum[i - steps[:m]] - penalty[:m]
+            j = int(np.argmax(cand))
+            cum[i] += cand[j]
+            link[i] = float(t - n + i - steps[j])
+        self._cum.overwrite_last(cum)
+        self._link.overwrite_last(link)
 
     def _predict(self) -> None:
         t = self._t
