@@ -317,9 +317,9 @@ class BeatTracker:
                 self._fold = 1.0
                 self._redo_dp()
 
-    def _prior_at(self, lag: float) -> float:
-        """The tempo prior at a period of ``lag`` hops."""
-        return float(np.interp(-lag, -self._grid_lag, self._prior))
+    def _prior_at(self, lag: float | np.ndarray) -> np.ndarray:
+        """The tempo prior at periods of ``lag`` hops (the grid runs from long to short periods)."""
+        return np.interp(-np.asarray(lag), -self._grid_lag, self._prior)
 
     def _metre(self, k: int, long: np.ndarray, score: np.ndarray) -> int:
         """Pick the metrical level of grid tempo ``k`` from the long autocorrelation.
@@ -344,7 +344,7 @@ class BeatTracker:
             np.maximum(np.interp(lags, self._lags, long), 0.0)
             + s.harmonic_weight * np.maximum(np.interp(0.5 * lags, self._lags, long), 0.0)
             + s.meter_weight * (np.maximum(np.interp(2.0 * lags, self._lags, long), 0.0) + np.maximum(np.interp(4.0 * lags, self._lags, long), 0.0))
-        ) * np.interp(-lags, -self._grid_lag, self._prior)
+        ) * self._prior_at(lags)
         here = int(np.argmin(np.abs(lags - self._grid_lag[k])))
         best = int(np.argmax(comb))
         if comb[best] <= (1.0 + s.meter_margin) * comb[here]:
