@@ -113,6 +113,35 @@ MIRROR_PERMUTATION: np.ndarray = np.array(
     dtype=np.int64,
 )
 
+
+def _levels() -> tuple[tuple[int, int, slice | np.ndarray], ...]:
+    depth = np.zeros(NUM_JOINTS, dtype=np.int64)
+    for j in range(1, NUM_JOINTS):
+        depth[j] = depth[PARENTS[j]] + 1
+    # SMPL numbers its joints level by level, so each level is one slice.
+    assert np.all(np.diff(depth) >= 0), "joints must be numbered by tree depth"
+    levels = []
+    prev_lo = 0
+    for d in range(1, int(depth.max()) + 1):
+        lo, hi = int(np.searchsorted(depth, d)), int(np.searchsorted(depth, d, side="right"))
+        p = PARENTS[lo:hi] - prev_lo
+        # Slices are views (one parent broadcasts); only a real gather copies.
+        if np.all(p == p[0]):
+            parents: slice | np.ndarray = slice(int(p[0]), int(p[0]) + 1)
+        elif np.all(np.diff(p) == 1):
+            parents = slice(int(p[0]), int(p[-1]) + 1)
+        else:
+            parents = p
+        levels.append((lo, hi, parents))
+        prev_lo = lo
+    return tuple(levels)
+
+
+#: Each tree level below the root for forward kinematics: its joints' slice
+#: [lo, hi) and where their parents sit within the level above.
+_LEVELS: tuple[tuple[int, int, slice | np.ndarray], ...] = _levels()
+
+
 #: Children lists, handy for drawing bones.
 BONES: tuple[tuple[int, int], ...] = tuple((int(PARENTS[j]), j) for j in range(1, NUM_JOINTS))
 
@@ -492,25 +521,27 @@ def forward_kinematics(rotations: Array, trans: Array, offsets: Array | None = N
     Returns:
         ``(global_rotations, joints)``: (..., 24, 3, 3) and (..., 24, 3).
 
-    The loop only uses ``@``, ``+`` and indexing, which numpy and torch share,
-    so it runs natively on either: the frame clock calls it on small numpy
-    arrays every frame, where torch's per-op dispatch would cost 6x more.
+    It only uses ``@``, ``+``, indexing and concatenation, which numpy and
+    torch share, so it runs natively on either: the frame clock calls it on
+    small numpy arrays every frame, where torch's per-op dispatch would cost
+    6x more. It steps a tree level at a time (8 steps, not 23 joints),
+    because on one frame the cost is the number of operations, not their
+    size; each joint still sums its parent's terms in the same order.
     """
     if isinstance(rotations, torch.Tensor):
         to = functools.partial(torch.as_tensor, dtype=rotations.dtype, device=rotations.device)
-        stack: Callable[..., Array] = lambda xs, axis: torch.stack(xs, dim=axis)  # noqa: E731
+        cat: Callable[..., Array] = lambda xs, axis: torch.cat(xs, dim=axis)  # noqa: E731
     else:
         to = functools.partial(np.asarray, dtype=rotations.dtype)
-        stack = np.stack
+        cat = np.concatenate
     offsets = to(REST_OFFSETS if offsets is None else offsets)
-    trans = to(trans)
-    glob = [rotations[..., 0, :, :]]
-    pos = [trans]
-    for j in range(1, NUM_JOINTS):
-        p = int(PARENTS[j])
-        glob.append(glob[p] @ rotations[..., j, :, :])
-        pos.append(pos[p] + (glob[p] @ offsets[..., j, :, None])[..., 0])
-    return stack(glob, axis=-3), stack(pos, axis=-2)
+    glob = [rotations[..., :1, :, :]]
+    pos = [to(trans)[..., None, :]]
+    for lo, hi, parents in _LEVELS:
+        parent_rot = glob[-1][..., parents, :, :]
+        glob.append(parent_rot @ rotations[..., lo:hi, :, :])
+        pos.append(pos[-1][..., parents, :] + (parent_rot @ offsets[..., lo:hi, :, None])[..., 0])
+    return cat(glob, axis=-3), cat(pos, axis=-2)
 
 
 @_polymorphic
