@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from livedance.config import FeatureSettings
 
@@ -91,6 +91,9 @@ class FeatureExtractor:
         """Feed the next ``samples`` (any length); features of the hops they complete."""
         x = np.concatenate([self._pending, np.asarray(samples, dtype=np.float64).ravel()])
         n = x.shape[0] // self.hop
+        if n == 0:  # live, every other frame brings less than a hop: keep it, no work
+            self._pending = x
+            return self._empty()
         used = n * self.hop
         self._pending = x[used:].copy()  # copies: do not keep a whole file alive
         buf = np.concatenate([self._tail, x[:used]])
@@ -109,7 +112,9 @@ class FeatureExtractor:
     def _frames_of(self, buf: np.ndarray, n: int) -> FeatureBlock:
         if n == 0:
             return self._empty()
-        frames = sliding_window_view(buf, self.n_fft)[:: self.hop][:n]  # (n, n_fft) view
+        # (n, n_fft) view; as_strided directly, as sliding_window_view's
+        # checks cost more than a live hop's FFT.
+        frames = as_strided(buf, (n, self.n_fft), (self.hop * buf.strides[0], buf.strides[0]), writeable=False)
         power = np.abs(np.fft.rfft(frames * self._window, axis=1)) ** 2  # (n, bins)
         mel_db = 10.0 * np.log10(np.maximum(power @ self._mel.T, 1e-10))
         np.maximum(mel_db, self._floor_db, out=mel_db)
