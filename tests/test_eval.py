@@ -12,12 +12,20 @@ import torch
 from livedance import skeleton as sk
 from livedance.cli import main
 from livedance.eval import metrics as M
-from livedance.eval.dances import render
+from livedance.eval.dances import allocate, render
 from livedance.eval.features import GEOMETRIC_DIM, KINETIC_DIM, geometric_features, kinetic_features
 from livedance.motion.representation import motion_to_features
 
 torch.set_num_threads(1)
 FPS = 60.0
+
+
+def test_scripts_cover_held_out_takes_in_proportion_to_their_length():
+    """Generated dances must weight the held-out music as the real takes do."""
+    n = allocate(np.array([3, 4, 3, 12, 12, 9, 10]), 16)
+    assert n.sum() == 16 and list(n) == [1, 1, 1, 4, 3, 3, 3]
+    assert list(allocate(np.array([1, 1, 1]), 2)) == [1, 1, 0]
+    assert list(allocate(np.array([30, 10]), 4)) == [3, 1]
 
 
 def _standing(n: int = 120) -> np.ndarray:

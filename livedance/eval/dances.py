@@ -83,16 +83,31 @@ def held_out_takes(data: UnitData) -> list[np.ndarray]:
     return []
 
 
+def allocate(weights: np.ndarray, count: int) -> np.ndarray:
+    """Split ``count`` items among (N,) ``weights`` proportionally (largest remainder): (N,) ints summing to ``count``."""
+    share = count * np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    n = np.floor(share).astype(int)
+    n[np.argsort(n - share, kind="stable")[: count - int(n.sum())]] += 1
+    return n
+
+
 def scripts(data: UnitData, count: int, length: int) -> list[Script]:
-    """``count`` scripts of ``length`` units, cycling over the held-out takes."""
+    """``count`` scripts of ``length`` units over the held-out takes.
+
+    Each take gets a share of the scripts proportional to its length, so the
+    generated dances cover the held-out music in the same proportions as
+    the real takes they are compared with (cycling over takes instead gave
+    a 3-unit take as many long dances as a 12-unit one).
+    """
     takes = held_out_takes(data)
     if not takes:
         return []
     out = []
-    for i in range(count):
-        seq = np.resize(takes[i % len(takes)], length)  # held-out takes are short: loop the "music"
-        out.append(Script(data.tempo[seq], data.energy[seq], data.busyness[seq], np.asarray(data.style)[seq],
-                          int(data.take[seq[0]]), seq))
+    for take, n in zip(takes, allocate(np.array([len(t) for t in takes]), count)):
+        seq = np.resize(take, length)  # held-out takes are short: loop the "music"
+        script = Script(data.tempo[seq], data.energy[seq], data.busyness[seq], np.asarray(data.style)[seq],
+                        int(data.take[seq[0]]), seq)
+        out += [script] * int(n)
     return out
 
 
