@@ -247,8 +247,10 @@ class Engine:
                 self.enter_at = None
             step = 0.0 if frozen else self.clock.advance(dt, tempo, phase)
             target = 1.0 if (self.enter_at is not None and self.clock.position >= self.enter_at) else 0.0
-            rate = dt / (0.5 if target > self.weight else 0.8)
-            self.weight = float(np.clip(self.weight + np.sign(target - self.weight) * rate, 0.0, 1.0))
+            if target != self.weight:
+                # Plain float arithmetic: np.clip and np.sign on a scalar cost ~10 us a frame.
+                rate = dt / (0.5 if target > self.weight else 0.8)
+                self.weight = min(1.0, max(0.0, self.weight + math.copysign(rate, target - self.weight)))
             dance = self.timeline.sample(self.clock.position)
         beat_phase = self.clock.position % 1.0
         if dance is not None:
@@ -307,14 +309,14 @@ class Engine:
             radius = min(radius, PERSONAL_SPACE * DANCER_SPACING)
         r = np.hypot(self.offset[:, 0], self.offset[:, 2])
         out = r > 0.7 * radius
-        if np.any(out):
+        if out.any():
             # Heading that faces home: forward is (sin yaw, cos yaw) in (x, z).
             home_yaw = np.arctan2(-self.offset[:, 0], -self.offset[:, 2])
             err = (home_yaw - self.yaw + np.pi) % (2 * np.pi) - np.pi
             pull = np.clip((r - 0.7 * radius) / (0.3 * radius), 0.0, 1.0)
             self.yaw = np.where(out, self.yaw + 0.05 * pull * err, self.yaw)
         over = r > radius
-        if np.any(over):
+        if over.any():
             scale = np.where(over, radius / np.maximum(r, 1e-9), 1.0)
             self.offset[:, 0] *= scale
             self.offset[:, 2] *= scale
