@@ -430,8 +430,12 @@ class BeatTracker:
             y = np.asarray(beats[-run:], dtype=np.float64)
             k = np.arange(run, dtype=np.float64) - 0.5 * (run - 1)
             slope = float(k @ (y - y.mean()) / (k @ k))  # least-squares line, closed form
-            # Trust the fit's period only near the tempo estimate (it absorbs ramps).
-            period = slope if abs(math.log(slope / p)) < 0.04 else p
+            # Trust the fit's period near the tempo estimate (it absorbs ramps),
+            # and further off when four or more beats lie on a straight line
+            # (within half a hop RMS: a tempo change the DP has followed before the
+            # autocorrelation).
+            straight = run >= 4 and float(np.mean((y - y.mean() - slope * k) ** 2)) <= 0.25
+            period = slope if abs(math.log(slope / p)) < (0.12 if straight else 0.04) else p
             # Keep the phase half on the actual last beat; the line only smooths jitter.
             anchor = 0.5 * (y.mean() + slope * k[-1]) + 0.5 * y[-1]
         else:
