@@ -52,3 +52,20 @@ def test_root_features_mean_what_the_contract_says():
     np.testing.assert_allclose(f[:, 3], 0.0, atol=1e-6)
     # Heading removed from the root: the root's 6D is the identity's.
     np.testing.assert_allclose(f[:, 4:10], np.tile([1, 0, 0, 0, 1, 0], (n, 1)), atol=1e-6)
+
+
+def test_body_joints_are_the_body_without_travel_or_turning_on_numpy_and_torch():
+    import torch
+
+    from livedance.motion.representation import body_joints
+
+    rot, trans = spinning_walk()
+    feats = motion_to_features(rot, trans)
+    got = body_joints(feats.astype(np.float64))
+    # Same body, root heading taken out, pelvis over the origin at its own height.
+    world = sk.forward_kinematics(rot, trans)[1]
+    yaw = sk.heading_yaw(rot[:, 0])
+    unturn = sk.yaw_to_matrix(-yaw)[:, None]  # (N, 1, 3, 3)
+    local = (unturn @ (world - trans[:, None] * [1.0, 0.0, 1.0])[..., None])[..., 0]
+    np.testing.assert_allclose(got, local, atol=1e-4)
+    np.testing.assert_allclose(body_joints(torch.from_numpy(feats)).numpy(), got, atol=1e-4)

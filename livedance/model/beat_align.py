@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from livedance import skeleton as sk
-from livedance.motion.representation import ROOT_DXDZ, ROOT_DYAW, ROOT_HEIGHT, ROTATIONS
+from livedance.motion.representation import ROOT_DXDZ, ROOT_DYAW, body_joints
 
 
 def unit_speed(feats: torch.Tensor) -> torch.Tensor:
@@ -22,11 +21,7 @@ def unit_speed(feats: torch.Tensor) -> torch.Tensor:
     the floor position under the root (turning in place is ignored: the
     metric's beats come from limb motion far more than from heading).
     """
-    b, t, _ = feats.shape
-    rot = sk.rot6d_to_matrix(feats[..., ROTATIONS].reshape(b, t, sk.NUM_JOINTS, 6))
-    trans = torch.zeros(b, t, 3, dtype=feats.dtype)
-    trans[..., 1] = feats[..., ROOT_HEIGHT]
-    joints = sk.forward_kinematics(rot, trans)[1]  # (B, T, 24, 3)
+    joints = body_joints(feats)  # (B, T, 24, 3)
     limb = torch.linalg.vector_norm(joints.diff(dim=1), dim=-1).mean(-1)  # (B, T-1)
     root = torch.linalg.vector_norm(feats[:, :-1, ROOT_DXDZ], dim=-1)
     return limb + root

@@ -56,7 +56,8 @@ class VAELossWeights:
     """Weights of the unit VAE's loss terms (the generator side)."""
 
     recon: float = 1.0
-    velocity: float = 1.0  # frame-to-frame differences: keeps decoded motion smooth
+    velocity: float = 1.0  # frame-to-frame differences of the (normalised) features
+    joints: float = 0.0  # frame-to-frame joint motion in the body's frame, (cm per frame)^2 (added by the trainer, which knows the units)
     kl: float = 1e-3
     cross: float = 0.5
     latent: float = 0.1

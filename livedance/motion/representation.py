@@ -22,6 +22,7 @@ compute features on one extra frame and drop it).
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from livedance import skeleton as sk
 
@@ -101,3 +102,17 @@ def features_to_motion(
     trans[1:] = trans[0] + np.cumsum(world_step[:-1], axis=0)
     trans[:, 1] = feats[:, ROOT_HEIGHT]
     return rotations, trans
+
+
+def body_joints(feats: sk.Array) -> sk.Array:
+    """(..., T, 148) features -> (..., T, 24, 3) joints in the body's own frame, metres.
+
+    The root's floor point stays at the origin and its heading is fixed, so
+    what moves is the body itself (limbs, posture, height), not its travel
+    or turning. Works on numpy arrays and on torch tensors (differentiably).
+    """
+    rot = sk.rot6d_to_matrix(feats[..., ROTATIONS].reshape(*feats.shape[:-1], sk.NUM_JOINTS, 6))
+    up = np.array([0.0, 1.0, 0.0])
+    if isinstance(feats, torch.Tensor):
+        up = torch.as_tensor(up, dtype=feats.dtype, device=feats.device)
+    return sk.forward_kinematics(rot, feats[..., ROOT_HEIGHT : ROOT_HEIGHT + 1] * up)[1]

@@ -14,6 +14,7 @@ from livedance.model.checkpoint import make_payload, save_checkpoint
 from livedance.model.critics import UnitDiscriminator, lsgan_d_loss, lsgan_g_loss
 from livedance.model.dance import NormStats
 from livedance.model.vae import UnitVAE, UnitVAEConfig, VAELossWeights
+from livedance.motion.representation import body_joints
 from livedance.train import common
 from livedance.train.data import UnitData, split_indices
 
@@ -30,8 +31,24 @@ def _start_poses(units: np.ndarray, style: np.ndarray, seed: int) -> tuple[np.nd
     return units[pick, -2:], style[pick]
 
 
+def joint_motion_loss(recon: torch.Tensor, target: torch.Tensor, norm: NormStats) -> torch.Tensor:
+    """Mean squared error of frame-to-frame joint motion, (cm per frame)^2, of normalised units (B, T, D).
+
+    The feature losses weigh every normalised feature alike, and a unit's
+    own motion is small next to how poses differ between units: a decoder
+    can score well by getting the pose right and moving little (salsa
+    decoded at 40% of its joint speed that way). This term measures the
+    motion itself, in metres, where it is seen.
+    """
+    mean = torch.as_tensor(norm.mean, device=recon.device)
+    std = torch.as_tensor(norm.std, device=recon.device)
+    a = body_joints(recon * std + mean).diff(dim=-3)
+    b = body_joints(target * std + mean).diff(dim=-3)
+    return ((a - b) * 100.0).pow(2).mean()
+
+
 @torch.no_grad()
-def validate_vae(vae: UnitVAE, x: torch.Tensor, weights: VAELossWeights, seed: int) -> dict[str, float]:
+def validate_vae(vae: UnitVAE, x: torch.Tensor, weights: VAELossWeights, seed: int, norm: NormStats) -> dict[str, float]:
     """Mean loss terms over ``x`` (N, T, D), with fixed sampling noise so values are comparable."""
     vae.eval()
     gen = torch.Generator(device=x.device).manual_seed(seed)
@@ -44,6 +61,7 @@ def validate_vae(vae: UnitVAE, x: torch.Tensor, weights: VAELossWeights, seed: i
         det = vae.decode(out.q_init.mu, out.q_move.mu)
         terms = {k: float(v) for k, v in out.losses.items()}
         terms["recon_mean"] = float(torch.nn.functional.mse_loss(det, xb))
+        terms["joints_mean"] = float(joint_motion_loss(det, xb, norm))
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + v * len(xb)
         n += len(xb)
@@ -116,7 +134,8 @@ def train_units(
         disc.requires_grad_(False)  # the generator step must not move the critic
         adv = lsgan_g_loss(disc(res.recon))
         disc.requires_grad_(True)
-        loss = res.losses["total"] + w.adversarial * adv
+        joints = joint_motion_loss(res.recon, x, norm) if w.joints > 0 else torch.zeros(())
+        loss = res.losses["total"] + w.adversarial * adv + w.joints * joints
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
@@ -131,9 +150,9 @@ def train_units(
         log_now, save_now = session.advance()
         if log_now:
             terms = {k: float(v.detach()) for k, v in res.losses.items()}
-            row = session.row(opt, {**terms, "adv": float(adv.detach()), "disc": float(d_loss.detach())})
+            row = session.row(opt, {**terms, "joints": float(joints.detach()), "adv": float(adv.detach()), "disc": float(d_loss.detach())})
             if len(x_val):
-                last_val = validate_vae(vae, x_val, w, cfg.seed)
+                last_val = validate_vae(vae, x_val, w, cfg.seed, norm)
                 row.update(last_val)
             session.log(row, loss=row["train_total"], val=last_val.get("val_recon_mean", float("nan")))
         if save_now:
