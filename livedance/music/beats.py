@@ -53,6 +53,15 @@ from livedance.config import BeatSettings
 _CLIP = 10.0
 
 
+def _mean(values: list[float]) -> float:
+    """np.mean of a few floats, to the bit: numpy sums fewer than 8 values left
+    to right, starting from the first."""
+    total = values[0]
+    for v in values[1:]:
+        total += v
+    return total / len(values)
+
+
 @dataclass(frozen=True, slots=True)
 class BeatState:
     """The tracker's view after one hop."""
@@ -141,6 +150,11 @@ class BeatTracker:
         self._slow = math.exp(-1.0 / (s.level_seconds * fr))
         self._fast = math.exp(-1.0 / (0.5 * fr))
         self._held_decay = math.exp(-2.0 / (s.tempo_window * fr))  # per tempo update (every 2 hops)
+        # Beat-line fit over ``run`` beats: centred indices k and k.k.
+        self._fit_k = {}
+        for run in (3, 4, 5):
+            k = np.arange(run, dtype=np.float64) - 0.5 * (run - 1)
+            self._fit_k[run] = (k.tolist(), float(k @ k))
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -171,6 +185,8 @@ class BeatTracker:
         self._last_event = -math.inf  # audio time of the last reported beat
         self._confidence = 0.0
         self._strength = 0.0
+        self._last_loud = -math.inf  # last hop whose (clipped) onset reached the gate
+        self._dp_key: tuple[float, int] | None = None  # (period, longest) of the cached DP steps
 
     # ----------------------------------------------------------------- public
     @property
@@ -205,6 +221,8 @@ class BeatTracker:
         x = min(raw / level, _CLIP)
         self._onsets.push(x)
         self._accents.push(raw / level)
+        if x >= s.gate:
+            self._last_loud = t
 
         if t % 2 == 0 and self._heard_recently(2.0):
             self._update_tempo()  # (in a break the tempo is kept, not re-estimated from silence)
@@ -217,8 +235,9 @@ class BeatTracker:
 
     def _heard_recently(self, beats: float = 1.25) -> bool:
         """Was there any real onset within the last ``beats`` beats?"""
+        # (the last n onsets reach the gate iff the last loud hop is among them)
         n = min(int(beats * self.period) + 1, self._hist_len)
-        return bool(self._onsets.last(n).max() >= self.settings.gate)
+        return self._last_loud > self._t - n
 
     def _update_tempo(self) -> None:
         s = self.settings
@@ -358,15 +377,19 @@ class BeatTracker:
 
     def _dp(self, x: float) -> None:
         t = self._t
-        steps, penalty = self._dp_steps(min(int(round(2.0 * self.period)), t))
-        if steps.size == 0:
+        key = (self.period, min(int(round(2.0 * self.period)), t))
+        if key != self._dp_key:  # the steps and penalties change only with the period
+            steps, penalty = self._dp_steps(key[1])
+            self._dp_key, self._dp_cache = key, (int(steps[0]) if steps.size else 0, key[1], penalty)
+        first, longest, penalty = self._dp_cache
+        if penalty.size == 0:
             self._cum.push(x)
             self._link.push(-1.0)
             return
-        prev = self._cum.last(int(steps[-1]))[steps[-1] - steps]  # C(t - d)
-        j = int(np.argmax(prev - penalty))
+        prev = self._cum.last(longest)[: longest - first + 1][::-1]  # C(t - d), d = first .. longest
+        j = int((prev - penalty).argmax())
         self._cum.push(x + prev[j] - penalty[j])
-        self._link.push(float(t - steps[j]))
+        self._link.push(float(t - first - j))
 
     def _dp_steps(self, longest: int) -> tuple[np.ndarray, np.ndarray]:
         """Beat-to-beat steps d (hops) the DP may take at the current period, up to ``longest``, and their penalties."""
@@ -400,26 +423,36 @@ class BeatTracker:
         self._link.overwrite_last(link)
 
     def _predict(self) -> None:
+        # Plain Python floats on these few values (numpy's overhead dominates
+        # at this size); sums run left to right as np.mean/np.dot do for fewer
+        # than 8 values, so the results are the same to the bit.
         t = self._t
         p = self.period
         span = int(round(p))
         if t < span:
             return
-        cum = self._cum.last(span)  # C(t - span + 1 .. t)
-        b = t - span + 1 + int(np.argmax(cum))
+        b = t - span + 1 + int(self._cum.last(span).argmax())  # best C(t - span + 1 .. t)
         # Back-trace up to four beats for a least-squares line through them.
+        dp_len = self._dp_len
+        links = self._link.last(dp_len)
         beats = [b]
-        links = self._link.last(self._dp_len)
+        bt = b
         while len(beats) < 9:
-            prev = links[beats[-1] - t - 1 + self._dp_len] if t - beats[-1] < self._dp_len else -1.0
-            if prev < 0 or t - prev >= self._dp_len:
+            prev = links.item(bt - t - 1 + dp_len) if t - bt < dp_len else -1.0
+            if prev < 0 or t - prev >= dp_len:
                 break
-            beats.append(int(prev))
+            bt = int(prev)
+            beats.append(bt)
         beats.reverse()
-        onsets = self._onsets.last(self._hist_len)
-        strength = [onsets[bt - t - 1 + self._hist_len] for bt in beats[-5:] if t - bt < self._hist_len]
-        self._strength = float(np.mean(strength)) if strength else 0.0
-        self._check_level(beats, self._accents.last(self._hist_len))
+        hist_len = self._hist_len
+        onsets = self._onsets.last(hist_len)
+        total, n = 0.0, 0
+        for bt in beats[-5:]:
+            if t - bt < hist_len:
+                v = onsets.item(bt - t - 1 + hist_len)
+                total, n = (v if n == 0 else total + v), n + 1
+        self._strength = total / n if n else 0.0
+        self._check_level(beats, self._accents.last(hist_len))
         beats = beats[-5:]
         # Fit only the trailing run of beats spaced about one period apart
         # (after a tempo or level change the older ones follow the old grid).
@@ -427,17 +460,28 @@ class BeatTracker:
         while run < len(beats) and 0.75 * p < beats[-run] - beats[-run - 1] < 1.25 * p:
             run += 1
         if run >= 3:
-            y = np.asarray(beats[-run:], dtype=np.float64)
-            k = np.arange(run, dtype=np.float64) - 0.5 * (run - 1)
-            slope = float(k @ (y - y.mean()) / (k @ k))  # least-squares line, closed form
+            y = beats[-run:]
+            ks, kk = self._fit_k[run]
+            mean = sum(y) / run  # (exact integer sum)
+            dev = [v - mean for v in y]
+            dot = 0.0
+            for ki, di in zip(ks, dev):
+                dot += ki * di
+            slope = dot / kk  # least-squares line, closed form
             # Trust the fit's period near the tempo estimate (it absorbs ramps),
             # and further off when four or more beats lie on a straight line
             # (within half a hop RMS: a tempo change the DP has followed before the
             # autocorrelation).
-            straight = run >= 4 and float(np.mean((y - y.mean() - slope * k) ** 2)) <= 0.25
+            straight = False
+            if run >= 4:
+                sq = 0.0
+                for i, (ki, di) in enumerate(zip(ks, dev)):
+                    r = di - slope * ki
+                    sq = r * r if i == 0 else sq + r * r
+                straight = sq / run <= 0.25
             period = slope if abs(math.log(slope / p)) < (0.12 if straight else 0.04) else p
             # Keep the phase half on the actual last beat; the line only smooths jitter.
-            anchor = 0.5 * (y.mean() + slope * k[-1]) + 0.5 * y[-1]
+            anchor = 0.5 * (mean + slope * ks[-1]) + 0.5 * y[-1]
         else:
             period, anchor = p, float(b)
         self._beat_period = period
@@ -465,21 +509,23 @@ class BeatTracker:
             self._level_votes = 0
             self._level_ok = False
             return
-        base = self._hist_len - 1 - t  # onsets[h + base] is the onset at hop h
+        base = self._hist_len - 1 - t  # onsets.item(h + base) is the onset at hop h
+        top = self._hist_len - 1
+        get = onsets.item
 
-        def peak(hops: np.ndarray) -> np.ndarray:  # tolerate +-1 hop of jitter
-            i = np.round(hops).astype(int) + base
-            return np.maximum(np.maximum(onsets[i - 1], onsets[i]), onsets[np.minimum(i + 1, self._hist_len - 1)])
+        def peak(hop: float) -> float:  # tolerate +-1 hop of jitter (round half to even, as np.round)
+            i = round(hop) + base
+            return max(get(i - 1), get(i), get(min(i + 1, top)))
 
-        b = np.asarray(beats, dtype=np.float64)
-        on = peak(b)
-        mid = peak(0.5 * (b[1:] + b[:-1]))
-        even, odd = float(on[::2].mean()), float(on[1::2].mean())
-        up = mid.mean() >= s.octave_up * on.mean() and 60.0 * self.frame_rate / (0.5 * self.period) <= 1.03 * s.max_bpm
+        on = [peak(bt) for bt in beats]
+        mid = [peak(0.5 * (beats[i + 1] + beats[i])) for i in range(len(beats) - 1)]
+        even, odd = _mean(on[::2]), _mean(on[1::2])
+        up = _mean(mid) >= s.octave_up * _mean(on) and 60.0 * self.frame_rate / (0.5 * self.period) <= 1.03 * s.max_bpm
         down = min(even, odd) < s.octave_down * max(even, odd) and 60.0 * self.frame_rate / (2.0 * self.period) >= s.min_bpm / 1.03
         vote = 1 if up else -1 if down else 0
         self._level_ok = vote == 0
-        self._level_votes = self._level_votes + vote if vote and np.sign(self._level_votes) in (0, vote) else vote
+        votes = self._level_votes
+        self._level_votes = votes + vote if vote and (votes > 0) - (votes < 0) in (0, vote) else vote
         # The longer a level has held since the beats first confirmed it, the
         # longer the evidence against it must last: real songs have sections with a weaker backbeat or busier
         # off-beats, and the level must not flip back and forth with them.
