@@ -41,6 +41,7 @@ object, so offline and live beat times agree by construction.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,11 +141,20 @@ class BeatTracker:
         starts = self._hist_len - self._win - self._lags
         self._acf_index = starts[:, None] + np.arange(self._win)[None, :]  # (lags, win) gather
         self._full_pairs = np.broadcast_to(self._acf_weights.sum(axis=0), (len(self._lags), 2))  # once all is heard
+        self._full_ok = self._full_pairs > 0.25 * self._acf_weights.sum(axis=0)
+        self._full_all = bool(self._full_ok.all())
+        self._full_den = np.maximum(self._full_pairs, 1e-9)
+        self._cur = np.empty((self._win, 2))
+        self._lagged = np.empty((len(self._lags), self._win))
         # Tempo grid: 1% steps, log-spaced.
         n_grid = int(math.ceil(math.log(s.max_bpm / s.min_bpm) / math.log(1.01))) + 1
         self._grid_bpm = s.min_bpm * (s.max_bpm / s.min_bpm) ** np.linspace(0.0, 1.0, n_grid)
         self._grid_lag = 60.0 * fr / self._grid_bpm
+        self._grid_bpm_list = self._grid_bpm.tolist()
+        self._grid_lag_list = self._grid_lag.tolist()
+        self._grid_lags4 = np.concatenate([self._grid_lag, 0.5 * self._grid_lag, 2.0 * self._grid_lag, 4.0 * self._grid_lag])
         self._metre_ratios = np.array([0.5, 2.0 / 3.0, 0.75, 1.0, 4.0 / 3.0, 1.5, 2.0])
+        self._metre_ratios_list = self._metre_ratios.tolist()
         self._prior = np.exp(-0.5 * (np.log2(self._grid_bpm / s.preferred_bpm) / s.prior_octaves) ** 2)
         self._dp_len = 2 * self._lag_max + 8 + int(6 * 60.0 * fr / s.min_bpm)
         self._slow = math.exp(-1.0 / (s.level_seconds * fr))
@@ -162,6 +172,11 @@ class BeatTracker:
         """Forget everything: the next value is hop 0."""
         self._t = -1  # index of the last processed hop
         self._onsets = _History(self._hist_len)
+        self._centred = np.zeros(self._hist_len)  # the onset history less its mean (see _update_tempo)
+        rows = slice(self._acf_index[-1, 0], self._acf_index[0, 0] + 1)  # the lags, longest first: [::-1]
+        self._lagged_view = sliding_window_view(self._centred, self._win)[rows][::-1]
+        self._heard = np.zeros(self._hist_len)
+        self._heard_view = sliding_window_view(self._heard, self._win)[rows][::-1]
         # Unclipped copy for the metrical-level check: clipping (which keeps
         # one huge hit from owning the DP) would flatten accent ratios.
         self._accents = _History(self._hist_len)
@@ -244,28 +259,28 @@ class BeatTracker:
         hist = self._onsets.last(self._hist_len)
         valid = min(self._t + 1, self._hist_len)  # hops actually heard (the rest is pre-start padding)
         seen = hist[self._hist_len - valid :]
-        centred = np.zeros(self._hist_len)
-        centred[self._hist_len - valid :] = seen - seen.mean()
-        cur = centred[-self._win :, None] * self._acf_weights
+        centred = self._centred  # zero before the first hop heard (valid only grows until reset)
+        np.subtract(seen, seen.mean(), out=centred[self._hist_len - valid :])
+        cur = np.multiply(centred[-self._win :, None], self._acf_weights, out=self._cur)
         # acf[k] = sum_i cur[i] * centred[i - lag_k]: one gather + matmul over lagged views.
-        # (the lags are consecutive, so the lagged windows are one strided view)
-        lagged = sliding_window_view(centred, self._win)[self._acf_index[-1, 0] : self._acf_index[0, 0] + 1][::-1]
-        acf = np.ascontiguousarray(lagged) @ cur  # (lags, 2): short, long
+        # (the lags are consecutive, so the lagged windows are one strided view of
+        # the centred buffer, copied into a fixed contiguous one)
+        lagged = self._lagged
+        np.copyto(lagged, self._lagged_view)
+        acf = lagged @ cur  # (lags, 2): short, long
         # Unbiased: divide by the weight of the pairs that were both heard, so
         # short lags do not win just because more of their pairs exist.
         if valid == self._hist_len:
-            pairs = self._full_pairs
+            acf = acf / self._full_den if self._full_all else np.where(self._full_ok, acf / self._full_den, 0.0)
         else:
-            heard = np.zeros(self._hist_len)
+            heard = self._heard  # 1 on the hops heard, 0 before (valid only grows until reset)
             heard[self._hist_len - valid :] = 1.0
-            pairs = heard[self._acf_index] @ (heard[-self._win :, None] * self._acf_weights)
-        acf = np.where(pairs > 0.25 * self._acf_weights.sum(axis=0), acf / np.maximum(pairs, 1e-9), 0.0)
+            np.copyto(lagged, self._heard_view)  # = heard[self._acf_index]; acf is computed, the buffer is free
+            pairs = lagged @ (heard[-self._win :, None] * self._acf_weights)
+            acf = np.where(pairs > 0.25 * self._acf_weights.sum(axis=0), acf / np.maximum(pairs, 1e-9), 0.0)
         long = acf[:, 1]
-        acf = acf[:, 0]
-        a = np.interp(self._grid_lag, self._lags, acf)
-        a_half = np.interp(0.5 * self._grid_lag, self._lags, acf)
-        a2 = np.interp(2.0 * self._grid_lag, self._lags, acf)
-        a4 = np.interp(4.0 * self._grid_lag, self._lags, acf)
+        # A(L), A(L/2), A(2L), A(4L) on the grid in one interpolation.
+        a, a_half, a2, a4 = np.interp(self._grid_lags4, self._lags, acf[:, 0]).reshape(4, -1)
         # A(L/2) backs candidates whose half period is periodic too: with 8th
         # notes (hats) around, it keeps the beat from being taken for them.
         # The weight and prior were fitted on the synthetic patterns (see the
@@ -282,7 +297,7 @@ class BeatTracker:
             y0, y1, y2 = score[k - 1], score[k], score[k + 1]
             curve = y0 - 2.0 * y1 + y2
             d = 0.5 * (y0 - y2) / curve if curve < 0 else 0.0
-            lag = float(np.interp(k + d, np.arange(len(score)), self._grid_lag))
+            lag = self._grid_lag_at(k + d)
         # After a metrical correction the autocorrelation still prefers the
         # old level; read its estimates at the corrected level.
         raw, lag = lag, lag * self._fold
@@ -291,8 +306,8 @@ class BeatTracker:
         # How well the music still supports the tempo being tracked, against
         # how well it did in the last few seconds.
         cur_bpm = 60.0 * self.frame_rate * self._fold / self.period
-        j = int(np.clip(np.searchsorted(self._grid_bpm, cur_bpm), 1, len(score) - 2))
-        held = float(score[j - 1 : j + 2].max())
+        j = min(max(bisect_left(self._grid_bpm_list, cur_bpm), 1), len(score) - 2)  # np.searchsorted, clipped
+        held = max(score.item(j - 1), score.item(j), score.item(j + 1))
         self._held_ref = max(held, self._held_ref * self._held_decay)
         ratio = lag / self.period
         if abs(math.log(ratio)) < s.tempo_follow:
@@ -336,6 +351,19 @@ class BeatTracker:
                 self._fold = 1.0
                 self._redo_dp()
 
+    def _grid_lag_at(self, x: float) -> float:
+        """``float(np.interp(x, np.arange(n), self._grid_lag))`` to the bit: numpy's
+        formula (slope * (x - x_j) + y_j) on unit steps, without the call."""
+        gl = self._grid_lag_list
+        if x < 0.0:
+            return gl[0]
+        if x > len(gl) - 1:
+            return gl[-1]
+        j = math.floor(x)
+        if j == len(gl) - 1 or x == j:
+            return gl[j]
+        return (gl[j + 1] - gl[j]) / 1.0 * (x - j) + gl[j]
+
     def _prior_at(self, lag: float | np.ndarray) -> np.ndarray:
         """The tempo prior at periods of ``lag`` hops (the grid runs from long to short periods)."""
         return np.interp(-np.asarray(lag), -self._grid_lag, self._prior)
@@ -356,16 +384,20 @@ class BeatTracker:
         s = self.settings
         if s.meter_weight <= 0.0 or self._t + 1 < self._hist_len // 2:
             return k
-        lags = self._grid_lag[k] * self._metre_ratios
-        ok = (lags >= self._grid_lag[-1]) & (lags <= self._grid_lag[0])
-        lags = lags[ok]
-        comb = (
-            np.maximum(np.interp(lags, self._lags, long), 0.0)
-            + s.harmonic_weight * np.maximum(np.interp(0.5 * lags, self._lags, long), 0.0)
-            + s.meter_weight * (np.maximum(np.interp(2.0 * lags, self._lags, long), 0.0) + np.maximum(np.interp(4.0 * lags, self._lags, long), 0.0))
-        ) * self._prior_at(lags)
-        here = int(np.argmin(np.abs(lags - self._grid_lag[k])))
-        best = int(np.argmax(comb))
+        # (a handful of candidates: plain floats, one interpolation for A(L), A(L/2), A(2L), A(4L))
+        g = self._grid_lag_list[k]
+        lo, hi = self._grid_lag_list[-1], self._grid_lag_list[0]
+        lags = [x for x in (g * r for r in self._metre_ratios_list) if lo <= x <= hi]
+        n = len(lags)
+        at = np.array(lags)
+        v = np.interp(np.concatenate([at, 0.5 * at, 2.0 * at, 4.0 * at]), self._lags, long)
+        np.maximum(v, 0.0, out=v)
+        v = v.tolist()
+        prior = self._prior_at(at).tolist()
+        hw, mw = s.harmonic_weight, s.meter_weight
+        comb = [(v[i] + hw * v[n + i] + mw * (v[2 * n + i] + v[3 * n + i])) * prior[i] for i in range(n)]
+        here = min(range(n), key=lambda i: abs(lags[i] - g))  # (the first of equals, as np.argmin)
+        best = max(range(n), key=comb.__getitem__)  # (the first of equals, as np.argmax)
         if comb[best] <= (1.0 + s.meter_margin) * comb[here]:
             return k
         j = int(np.argmin(np.abs(self._grid_lag - lags[best])))
