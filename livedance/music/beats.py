@@ -152,6 +152,7 @@ class BeatTracker:
         self._grid_lag = 60.0 * fr / self._grid_bpm
         self._grid_bpm_list = self._grid_bpm.tolist()
         self._grid_lag_list = self._grid_lag.tolist()
+        self._neg_grid_lag = -self._grid_lag
         self._grid_lags4 = np.concatenate([self._grid_lag, 0.5 * self._grid_lag, 2.0 * self._grid_lag, 4.0 * self._grid_lag])
         self._metre_ratios = np.array([0.5, 2.0 / 3.0, 0.75, 1.0, 4.0 / 3.0, 1.5, 2.0])
         self._metre_ratios_list = self._metre_ratios.tolist()
@@ -260,7 +261,7 @@ class BeatTracker:
         valid = min(self._t + 1, self._hist_len)  # hops actually heard (the rest is pre-start padding)
         seen = hist[self._hist_len - valid :]
         centred = self._centred  # zero before the first hop heard (valid only grows until reset)
-        np.subtract(seen, seen.mean(), out=centred[self._hist_len - valid :])
+        np.subtract(seen, np.add.reduce(seen) / valid, out=centred[self._hist_len - valid :])  # (= seen.mean())
         cur = np.multiply(centred[-self._win :, None], self._acf_weights, out=self._cur)
         # acf[k] = sum_i cur[i] * centred[i - lag_k]: one gather + matmul over lagged views.
         # (the lags are consecutive, so the lagged windows are one strided view of
@@ -366,7 +367,7 @@ class BeatTracker:
 
     def _prior_at(self, lag: float | np.ndarray) -> np.ndarray:
         """The tempo prior at periods of ``lag`` hops (the grid runs from long to short periods)."""
-        return np.interp(-np.asarray(lag), -self._grid_lag, self._prior)
+        return np.interp(np.negative(lag), self._neg_grid_lag, self._prior)
 
     def _metre(self, k: int, long: np.ndarray, score: np.ndarray) -> int:
         """Pick the metrical level of grid tempo ``k`` from the long autocorrelation.
@@ -389,11 +390,10 @@ class BeatTracker:
         lo, hi = self._grid_lag_list[-1], self._grid_lag_list[0]
         lags = [x for x in (g * r for r in self._metre_ratios_list) if lo <= x <= hi]
         n = len(lags)
-        at = np.array(lags)
-        v = np.interp(np.concatenate([at, 0.5 * at, 2.0 * at, 4.0 * at]), self._lags, long)
+        v = np.interp(lags + [0.5 * x for x in lags] + [2.0 * x for x in lags] + [4.0 * x for x in lags], self._lags, long)
         np.maximum(v, 0.0, out=v)
         v = v.tolist()
-        prior = self._prior_at(at).tolist()
+        prior = self._prior_at(lags).tolist()
         hw, mw = s.harmonic_weight, s.meter_weight
         comb = [(v[i] + hw * v[n + i] + mw * (v[2 * n + i] + v[3 * n + i])) * prior[i] for i in range(n)]
         here = min(range(n), key=lambda i: abs(lags[i] - g))  # (the first of equals, as np.argmin)
