@@ -281,15 +281,16 @@ class BeatTracker:
             acf = np.where(pairs > 0.25 * self._acf_weights.sum(axis=0), acf / np.maximum(pairs, 1e-9), 0.0)
         long = acf[:, 1]
         # A(L), A(L/2), A(2L), A(4L) on the grid in one interpolation.
-        a, a_half, a2, a4 = np.interp(self._grid_lags4, self._lags, acf[:, 0]).reshape(4, -1)
+        # (all four are used clipped at 0)
+        interp = np.interp(self._grid_lags4, self._lags, acf[:, 0])
+        a, a_half, a2, a4 = np.maximum(interp, 0.0, out=interp).reshape(4, -1)
         # A(L/2) backs candidates whose half period is periodic too: with 8th
         # notes (hats) around, it keeps the beat from being taken for them.
         # The weight and prior were fitted on the synthetic patterns (see the
         # README): plain A(L) x prior picks the 8th or half-note level too often.
-        np.maximum(a, 0.0, out=a)
-        meter = np.maximum(a2, 0.0) + np.maximum(a4, 0.0)
-        score = (a + s.harmonic_weight * np.maximum(a_half, 0.0) + s.meter_weight * meter) * self._prior
-        k = int(np.argmax(score))
+        meter = a2 + a4
+        score = (a + s.harmonic_weight * a_half + s.meter_weight * meter) * self._prior
+        k = int(score.argmax())
         if score[k] <= 0.0:
             return
         k = self._metre(k, long, score)
@@ -541,16 +542,19 @@ class BeatTracker:
             self._level_votes = 0
             self._level_ok = False
             return
-        base = self._hist_len - 1 - t  # onsets.item(h + base) is the onset at hop h
-        top = self._hist_len - 1
-        get = onsets.item
+        # The onsets around the beats as floats: near[h - lo] is the onset at hop
+        # h, for h from one before the first beat to one after the last (or now).
+        lo = beats[0] - 1
+        base = self._hist_len - 1 - t  # onsets[h + base] is the onset at hop h
+        near = onsets[lo + base : min(beats[-1] + 2, t + 1) + base].tolist()
+        top = len(near) - 1
 
-        def peak(hop: float) -> float:  # tolerate +-1 hop of jitter (round half to even, as np.round)
-            i = round(hop) + base
-            return max(get(i - 1), get(i), get(min(i + 1, top)))
+        def peak(i: int) -> float:  # tolerate +-1 hop of jitter
+            i -= lo
+            return max(near[i - 1], near[i], near[min(i + 1, top)])
 
         on = [peak(bt) for bt in beats]
-        mid = [peak(0.5 * (beats[i + 1] + beats[i])) for i in range(len(beats) - 1)]
+        mid = [peak(round(0.5 * (beats[i + 1] + beats[i]))) for i in range(len(beats) - 1)]  # (half to even, as np.round)
         even, odd = _mean(on[::2]), _mean(on[1::2])
         up = _mean(mid) >= s.octave_up * _mean(on) and 60.0 * self.frame_rate / (0.5 * self.period) <= 1.03 * s.max_bpm
         down = min(even, odd) < s.octave_down * max(even, odd) and 60.0 * self.frame_rate / (2.0 * self.period) >= s.min_bpm / 1.03
@@ -603,7 +607,7 @@ class BeatTracker:
             phase = ((now - due) / period_s) % 1.0
         else:
             due, phase = now, 0.0
-        nxt = tuple(float(due + i * period_s) for i in range(1, s.lookahead_beats + 1))
+        nxt = tuple([float(due + i * period_s) for i in range(1, s.lookahead_beats + 1)])
         return BeatState(
             time=(t + 1) / self.frame_rate,
             tempo=float(60.0 * self.frame_rate / period),
