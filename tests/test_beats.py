@@ -200,3 +200,26 @@ def test_demo_clip_locks_to_the_reference_beats_without_flips():
     assert mir_eval.beat.f_measure(truth, est, WINDOW) >= 0.85
     tempo = np.array([s.tempo for s in states if s.time >= start])
     assert np.all(np.abs(tempo / 88.5 - 1) < 0.04), f"tempo {tempo.min():.1f}-{tempo.max():.1f} BPM"
+
+
+def test_plain_float_shortcuts_match_numpy_to_the_bit():
+    """The tracker replaces a few numpy calls by plain floats where the result
+    is the same to the bit: np.mean of fewer than 8 values (numpy sums them
+    left to right), np.interp on the tempo grid and the grid lookups. Guard
+    those assumptions against a numpy that sums or interpolates otherwise."""
+    from livedance.music.beats import _mean
+
+    rng = np.random.default_rng(0)
+    for n in range(1, 8):
+        for _ in range(300):
+            v = rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 3, n)
+            assert _mean(v.tolist()) == float(np.mean(v))
+            assert _mean(v[::2].tolist()) == float(v[::2].mean())
+    tracker = BeatTracker(BeatSettings(), SR / HOP)
+    n = len(tracker._grid_lag)
+    for x in np.concatenate([rng.uniform(-1.0, n, 2000), np.arange(n, dtype=np.float64), [-0.5, n - 1.0, n + 0.5]]):
+        assert tracker._grid_lag_at(float(x)) == float(np.interp(x, np.arange(n), tracker._grid_lag))
+    from bisect import bisect_left
+
+    for bpm in np.concatenate([rng.uniform(40.0, 260.0, 500), tracker._grid_bpm]):
+        assert bisect_left(tracker._grid_bpm_list, float(bpm)) == int(np.searchsorted(tracker._grid_bpm, bpm))
