@@ -56,8 +56,11 @@ class VAELossWeights:
     """Weights of the unit VAE's loss terms (the generator side)."""
 
     recon: float = 1.0
-    velocity: float = 1.0  # frame-to-frame differences of the (normalised) features
-    joints: float = 0.0  # frame-to-frame joint motion in the body's frame, (cm per frame)^2 (added by the trainer, which knows the units)
+    # A unit's own motion is small next to how poses differ between units;
+    # with the feature losses alone the decoder got poses right and moved
+    # little (salsa at 40% of its joint speed). These two weigh the motion.
+    velocity: float = 10.0  # frame-to-frame differences of the (normalised) features
+    joints: float = 0.1  # frame-to-frame joint motion in the body's frame, (cm per frame)^2 (added by the trainer, which knows the units)
     kl: float = 1e-3
     cross: float = 0.5
     latent: float = 0.1
