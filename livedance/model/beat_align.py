@@ -44,6 +44,24 @@ def _minimum_near(speed: torch.Tensor, lo: int, hi: int, default: float) -> torc
     return torch.where(clear, at, torch.full_like(at, default))
 
 
+def _beat_minima(feats: torch.Tensor, snap: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 1) pose times of the speed minima near the unit's mid beat and near its end; NaN where none is clear."""
+    t = feats.shape[1]
+    mid = t // 2
+    speed = unit_speed(feats)
+    # Light smoothing, as the beat metric smooths, so one noisy frame does not decide.
+    speed = torch.nn.functional.avg_pool1d(speed[:, None], 3, stride=1, padding=1, count_include_pad=False)[:, 0]
+    m1 = _minimum_near(speed, mid - snap - 1, mid + snap - 1, float("nan"))[:, None]
+    m2 = _minimum_near(speed, t - snap - 2, t - 2, float("nan"))[:, None]
+    return m1, m2
+
+
+def unclear_beats(feats: torch.Tensor, snap: int = 4) -> torch.Tensor:
+    """(B,) True where a unit (B, T, D) has no speed minimum within ``snap`` frames of its mid beat or its end."""
+    m1, m2 = _beat_minima(feats, snap)
+    return (m1.isnan() | m2.isnan())[:, 0]
+
+
 def align_beats(feats: torch.Tensor, snap: int = 4) -> torch.Tensor:
     """Re-time units (B, T, D) so their kinematic beats fall on the unit's two music beats.
 
@@ -56,11 +74,9 @@ def align_beats(feats: torch.Tensor, snap: int = 4) -> torch.Tensor:
     """
     b, t, _ = feats.shape
     mid = t // 2
-    speed = unit_speed(feats)
-    # Light smoothing, as the beat metric smooths, so one noisy frame does not decide.
-    speed = torch.nn.functional.avg_pool1d(speed[:, None], 3, stride=1, padding=1, count_include_pad=False)[:, 0]
-    m1 = _minimum_near(speed, mid - snap - 1, mid + snap - 1, float(mid))[:, None]  # (B, 1)
-    m2 = _minimum_near(speed, t - snap - 2, t - 2, float(t))[:, None]
+    m1, m2 = _beat_minima(feats, snap)  # (B, 1) each
+    m1 = torch.nan_to_num(m1, nan=float(mid))
+    m2 = torch.nan_to_num(m2, nan=float(t))
 
     f = torch.arange(t, dtype=feats.dtype)[None].expand(b, t)  # new frame index
     first = f <= mid
@@ -76,7 +92,7 @@ def align_beats(feats: torch.Tensor, snap: int = 4) -> torch.Tensor:
     return out
 
 
-def accent_beats(feats: torch.Tensor, strength: float = 0.5) -> torch.Tensor:
+def accent_beats(feats: torch.Tensor, strength: float | torch.Tensor = 0.5) -> torch.Tensor:
     """Re-time units (B, T, D) to slow down on every beat and speed up between beats.
 
     Within each beat the playback rate is ``1 - strength * cos(2 pi u)`` (u =
@@ -87,18 +103,21 @@ def accent_beats(feats: torch.Tensor, strength: float = 0.5) -> torch.Tensor:
     averaging similar movements, has that pause blurred, and this restores
     it whatever the movement.
     """
-    if strength <= 0.0:
+    s = torch.as_tensor(strength, dtype=feats.dtype).reshape(-1, 1)  # (1 or B, 1): one per unit
+    if bool((s <= 0.0).all()):
         return feats
     b, t, d = feats.shape
     beat = t // 2
-    f = torch.arange(t, dtype=feats.dtype)
+    f = torch.arange(t, dtype=feats.dtype)[None]
     u = (f % beat) / beat
     start = f - f % beat
-    tau = start + beat * (u - strength / (2 * torch.pi) * torch.sin(2 * torch.pi * u))  # old time of each new frame
-    rate = 1.0 - strength * torch.cos(2 * torch.pi * u)  # old frames per new frame
-    i0 = tau.floor().clamp(0, t - 2).long()
-    frac = (tau - i0.to(feats.dtype))[None, :, None]
-    out = feats[:, i0] + (feats[:, i0 + 1] - feats[:, i0]) * frac
+    tau = start + beat * (u - s / (2 * torch.pi) * torch.sin(2 * torch.pi * u))  # old time of each new frame
+    rate = 1.0 - s * torch.cos(2 * torch.pi * u)  # old frames per new frame
+    i0 = tau.floor().clamp(0, t - 2).long().expand(b, t)
+    frac = (tau - i0.to(feats.dtype))[..., None]
+    a = torch.gather(feats, 1, i0[..., None].expand(-1, -1, d))
+    c = torch.gather(feats, 1, (i0 + 1)[..., None].expand(-1, -1, d))
+    out = a + (c - a) * frac
     vel = [ROOT_DXDZ.start, ROOT_DXDZ.start + 1, ROOT_DYAW]
-    out[..., vel] = out[..., vel] * rate[None, :, None]
+    out[..., vel] = out[..., vel] * rate[..., None].expand(b, t, 1)
     return out
