@@ -302,3 +302,37 @@ def test_beat_accent_slows_down_on_the_beats():
     np.testing.assert_allclose(y[0, [0, 16]], x[0, [0, 16]] * torch.tensor([1, 0.5, 0.5, 0.5] + [1] * 144)[None], atol=1e-5)
     # Same ground covered per beat: the rate averages to one.
     assert float(y[0, :16, 2].sum()) == pytest.approx(float(x[0, :16, 2].sum()), rel=0.02)
+
+
+def _arm_swing(angle: torch.Tensor) -> torch.Tensor:
+    """(B, T) right-shoulder angles (rad, about z) -> (B, T, 148) unit features, body standing."""
+    from livedance import skeleton as sk
+    from livedance.motion.representation import ROTATIONS
+
+    b, t = angle.shape
+    rot = torch.eye(3, dtype=torch.float64).expand(b, t, 24, 3, 3).clone()
+    aa = torch.zeros(b, t, 3, dtype=torch.float64)
+    aa[..., 2] = angle
+    rot[:, :, sk.JOINT_INDEX["right_shoulder"]] = sk.axis_angle_to_matrix(aa)
+    feats = torch.zeros(b, t, 148, dtype=torch.float64)
+    feats[..., 0] = 0.9
+    feats[..., ROTATIONS] = sk.matrix_to_rot6d(rot).reshape(b, t, -1)
+    return feats
+
+
+def test_units_without_a_motion_beat_are_found_and_per_unit_accents_apply():
+    from livedance.model.beat_align import accent_beats, unclear_beats
+
+    t = torch.arange(32, dtype=torch.float64)
+    # Speed dips just before each beat (frames 13.5 and 29.5 of 32), inside the windows the beats are looked for in.
+    hits = torch.cumsum(0.04 * (1 - torch.cos(2 * torch.pi * (t - 13.5) / 16)), 0)
+    ramp = 0.002 * t**2  # speeding up through the unit: no minimum near its beats
+    feats = _arm_swing(torch.stack([hits, ramp]))
+    assert unclear_beats(feats).tolist() == [False, True]
+    both = accent_beats(feats, torch.tensor([0.5, 0.8], dtype=torch.float64))
+    torch.testing.assert_close(both[:1], accent_beats(feats[:1], 0.5))
+    torch.testing.assert_close(both[1:], accent_beats(feats[1:], 0.8))
+    from livedance.model.beat_align import unit_speed
+
+    speed = unit_speed(both[1:])[0]
+    assert speed[15] < speed[11] and speed[15] < speed[19], "a strong accent makes the mid beat a speed minimum"
