@@ -321,7 +321,7 @@ def _arm_swing(angle: torch.Tensor) -> torch.Tensor:
 
 
 def test_units_without_a_motion_beat_are_found_and_per_unit_accents_apply():
-    from livedance.model.beat_align import accent_beats, unclear_beats
+    from livedance.model.beat_align import accent_beats, unclear_beats, unit_speed
 
     t = torch.arange(32, dtype=torch.float64)
     # Speed dips just before each beat (frames 13.5 and 29.5 of 32), inside the windows the beats are looked for in.
@@ -332,7 +332,5 @@ def test_units_without_a_motion_beat_are_found_and_per_unit_accents_apply():
     both = accent_beats(feats, torch.tensor([0.5, 0.8], dtype=torch.float64))
     torch.testing.assert_close(both[:1], accent_beats(feats[:1], 0.5))
     torch.testing.assert_close(both[1:], accent_beats(feats[1:], 0.8))
-    from livedance.model.beat_align import unit_speed
-
     speed = unit_speed(both[1:])[0]
     assert speed[15] < speed[11] and speed[15] < speed[19], "a strong accent makes the mid beat a speed minimum"

@@ -163,6 +163,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             }
 
     jump_at = seconds / 2
+    resyncs: dict[str, int] = {}
     for i, (before, after_bpm, pattern) in enumerate(JUMPS):
         jump, jump_beats = drum_track(before, seconds, sr, seed=2 + i, pattern=pattern, tempo=[(jump_at, after_bpm)])
         frames, positions, _, _ = run_offline(settings, jump, 1)
@@ -181,10 +182,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 "kinematic_mean_abs_offset_ms_from_beat_4": round(float(np.mean(np.abs(off))) * 1000, 1),
                 "kinematic_beat_alignment_score_from_beat_4": round(score, 4),
             }
-        result.setdefault("tempo_jumps", {})[f"{before:g}_to_{after_bpm:g}_{pattern}"] = resync
-    resyncs = list(result["tempo_jumps"].values())
-    result["tempo_jumps_beats_until_in_sync"] = {"median": float(np.median(resyncs)), "max": int(max(resyncs)),
-                                                "within_4": f"{sum(r <= 4 for r in resyncs)}/{len(resyncs)}"}
+        resyncs[f"{before:g}_to_{after_bpm:g}_{pattern}"] = resync
+    beats = list(resyncs.values())
+    result["tempo_jumps"] = resyncs
+    result["tempo_jumps_beats_until_in_sync"] = {"median": float(np.median(beats)), "max": int(max(beats)),
+                                                "within_4": f"{sum(r <= 4 for r in beats)}/{len(beats)}"}
 
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/steady.wav"

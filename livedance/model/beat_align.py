@@ -31,8 +31,10 @@ def _minimum_near(speed: torch.Tensor, lo: int, hi: int, default: float) -> torc
     """(B,) pose time of the speed minimum among steps [lo, hi], or ``default`` where it is on the window's edge."""
     window = speed[:, lo : hi + 1]
     k = window.argmin(dim=1)
-    # On the left edge: no minimum here. On the right edge of the end window:
-    # the unit slows down into its end, which already is the beat.
+    # On either edge there is no minimum inside the window. align_beats keeps
+    # the beat where it is then (slowing down into the end already puts the
+    # slowest pose on the beat); unclear_beats counts it as unclear, since the
+    # next unit may go on slowing past the beat.
     clear = (k > 0) & (k < window.shape[1] - 1)
     kc = k.clamp(1, window.shape[1] - 2)
     a, b, c = (torch.gather(window, 1, (kc + d)[:, None])[:, 0] for d in (-1, 0, 1))

@@ -30,8 +30,8 @@ from livedance.model.vae import UnitVAE
 SEAM_FRAMES = 8
 #: Default beat accent: the speed at each beat drops to half the movement's own.
 BEAT_ACCENT = 0.5
-#: See ``DanceModel.strong_accent``: the weakest that keeps every beat of the
-#: synthetic engine benchmark (3 seeds) within 40 ms on average.
+#: See ``DanceModel.strong_accent``: the weakest of 0.6 / 0.7 / 0.8 that kept the
+#: engine benchmark's steady-beat mean offset under 40 ms for seeds 0-2.
 STRONG_ACCENT = 0.6
 
 
@@ -175,12 +175,13 @@ class DanceModel(nn.Module):
         if self.align_beats:
             feats = align_beats(feats)
         accented = accent_beats(feats, self.beat_accent)
-        # A unit whose speed trends steeply through a beat (speeding up into a
-        # move, or coming to rest) can keep no minimum there even accented:
-        # accent those harder, so every beat is still hit.
-        weak = unclear_beats(accented) if 0.0 < self.beat_accent < self.strong_accent else torch.zeros(b, dtype=torch.bool)
-        if bool(weak.any()):
-            accented = accent_beats(feats, torch.where(weak, self.strong_accent, self.beat_accent))
+        if 0.0 < self.beat_accent < self.strong_accent:
+            # A unit whose speed trends steeply through a beat (speeding up into
+            # a move, or coming to rest) can keep no minimum there even accented:
+            # accent those harder, so every beat is still hit.
+            weak = unclear_beats(accented)
+            if bool(weak.any()):
+                accented = accent_beats(feats, torch.where(weak, self.strong_accent, self.beat_accent))
         feats = accented
         x = self.normalise(feats)  # the state carries what was actually danced
         new_state = replace(

@@ -330,8 +330,7 @@ class BeatTracker:
         # periods close behind the beat, sometimes well above it for a bar.
         clear = not octave and held < s.switch_loss * self._held_ref
         # Otherwise hysteresis on evidence, not only on time: while locked, a
-        # different tempo must score clearly better than the current one (real
-        # music keeps 3:2 and 4:3 related periods close behind the beat).
+        # different tempo must score clearly better than the current one.
         if not clear and self._confidence >= s.min_confidence and score[k] < (1.0 + s.tempo_margin) * held:
             self._candidate_count = max(0, self._candidate_count - 1)
             return
