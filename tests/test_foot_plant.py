@@ -89,8 +89,8 @@ def test_the_shipped_model_plants_its_feet():
     """Generated dance: less foot skating and a lower foot contact score with planting than without."""
     model = load_checkpoint(None)
     scores = {}
-    for strength in (0.0, model.foot_lock):
-        model.foot_lock = strength
+    for strength in (0.0, model.foot_plant):
+        model.foot_plant = strength
         state = model.new_state(4, seed=1)
         units = []
         for _ in range(12):

@@ -38,7 +38,7 @@ STRONG_ACCENT = 0.7
 #: Default foot planting (see ``plant_feet``), chosen on the validation takes: it
 #: lowers the foot contact score by 38%; full planting (1.0) by 47%, but it costs
 #: 28% in FID_g (legs straighten to reach far pins) where 0.75 costs 12%.
-FOOT_LOCK = 0.75
+FOOT_PLANT = 0.75
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class DanceModel(nn.Module):
         #: The accent of units that keep no speed minimum near a beat at ``beat_accent``.
         self.strong_accent = STRONG_ACCENT
         #: How firmly feet near the floor are held where they landed (0 = as decoded); see ``plant_feet``.
-        self.foot_lock = FOOT_LOCK
+        self.foot_plant = FOOT_PLANT
         #: Training metadata of the checkpoint it came from (command, steps, validation).
         self.meta: dict[str, Any] = {}
         self.eval()
@@ -190,7 +190,7 @@ class DanceModel(nn.Module):
             weak = unclear_beats(accented)
             if bool(weak.any()):
                 accented = accent_beats(feats, torch.where(weak, self.strong_accent, self.beat_accent))
-        feats = plant_feet(accented, self.foot_lock)
+        feats = plant_feet(accented, self.foot_plant)
         x = self.normalise(feats)  # the state carries what was actually danced
         new_state = replace(
             state, lstm=lstm, prev_move=z_move, last_frames=x[:, -2:].clone(), rng=gen.get_state(), units=state.units + 1
