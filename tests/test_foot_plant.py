@@ -9,7 +9,7 @@ from livedance import skeleton as sk
 from livedance.eval.metrics import foot_contact_score, foot_skating
 from livedance.model.checkpoint import load_checkpoint
 from livedance.model.context import MusicContext
-from livedance.motion.foot_plant import GROUND_HEIGHT, LEGS, plant_feet, reach_with_leg
+from livedance.motion.foot_plant import GROUND_HEIGHT, LEGS, plant_feet, reach_with_legs
 from livedance.motion.representation import ROTATIONS, features_to_motion, motion_to_features
 
 torch.set_num_threads(1)
@@ -33,7 +33,7 @@ def test_a_leg_reaches_its_target_with_bones_and_foot_orientation_kept():
     far = joints[:, hip] + 5.0 * (joints[:, ankle] - joints[:, hip])  # beyond any leg
     for target in (near, far):
         new = rot.clone()
-        reach_with_leg(new, glob, joints, LEFT, target)
+        reach_with_legs(new, glob, joints, (LEFT,), target[:, None])
         g2, j2 = sk.forward_kinematics(new, torch.zeros(64, 3, dtype=torch.float64))
         for a, b in ((hip, knee), (knee, ankle), (ankle, toe)):
             assert torch.allclose((j2[:, a] - j2[:, b]).norm(dim=-1), (joints[:, a] - joints[:, b]).norm(dim=-1), atol=1e-9)

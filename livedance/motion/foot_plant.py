@@ -85,13 +85,14 @@ def solve_leg(hip: torch.Tensor, knee: torch.Tensor, ankle: torch.Tensor, target
     return bend_hip, bend_hip @ _rotate(bend_axis, knee_new - knee_now)
 
 
-def reach_with_leg(rot: torch.Tensor, glob: torch.Tensor, joints: torch.Tensor, leg: tuple[int, ...], target: torch.Tensor) -> None:
-    """Re-pose one leg in place so its ankle reaches ``target`` (..., 3), the foot keeping its orientation.
+def reach_with_legs(rot: torch.Tensor, glob: torch.Tensor, joints: torch.Tensor, legs: tuple[tuple[int, ...], ...], target: torch.Tensor) -> None:
+    """Re-pose legs in place so each ankle reaches its ``target`` (..., L, 3), the feet keeping their orientation.
 
     ``rot`` (..., 24, 3, 3) local rotations, modified; ``glob`` and
-    ``joints`` are their forward kinematics, read only.
+    ``joints`` are their forward kinematics, read only; ``legs`` L
+    (hip, knee, ankle, ...) index tuples, all solved at once.
     """
-    hip, knee, ankle = leg[:3]
+    hip, knee, ankle = ([leg[k] for leg in legs] for k in range(3))
     turn_thigh, turn_shin = solve_leg(joints[..., hip, :], joints[..., knee, :], joints[..., ankle, :], target)
     g_hip = turn_thigh @ glob[..., hip, :, :]
     g_knee = turn_shin @ glob[..., knee, :, :]
@@ -127,18 +128,21 @@ def plant_feet(feats: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
     w = contact_weights(foot_heights(joints)) * strength  # (B, T, 2)
     # Offset of each pin from the decoded ankle: a planted foot keeps its place
     # (the offset absorbs the decoded drift), a free one lets go geometrically.
+    # Per frame: offset_i = keep_i * offset_(i-1) + w_i * drift_i, a linear
+    # recurrence, solved in closed form with the running product of keep
+    # (>= RELEASE per frame, so over a unit it stays far from underflow).
     flat = decoded[..., [0, 2]]
-    offset = torch.zeros_like(flat)
-    for i in range(1, t):
-        held = offset[:, i - 1] + flat[:, i - 1] - flat[:, i]
-        wi = w[:, i, :, None]
-        offset[:, i] = wi * held + (1.0 - wi) * RELEASE * offset[:, i - 1]
+    drift = torch.zeros_like(flat)
+    drift[:, 1:] = flat[:, :-1] - flat[:, 1:]
+    keep = w + (1.0 - w) * RELEASE
+    keep[:, 0] = 1.0
+    gain = torch.cumprod(keep, dim=1)[..., None]  # (B, T, 2, 1)
+    offset = gain * torch.cumsum(w[..., None] * drift / gain, dim=1)
     pinned = decoded.clone()
     pinned[..., [0, 2]] = flat + offset
     target = (heading[:, :, None].transpose(-1, -2) @ (pinned - travel[:, :, None])[..., None])[..., 0]  # body frame
 
-    for side, leg in enumerate(LEGS):
-        reach_with_leg(rot, glob, joints, leg, target[:, :, side])
+    reach_with_legs(rot, glob, joints, LEGS, target)
     out = feats.clone()
     six = out[..., ROTATIONS].view(b, t, sk.NUM_JOINTS, 6)  # only the legs are rewritten
     six[:, :, _LEG_JOINTS] = sk.matrix_to_rot6d(rot[:, :, _LEG_JOINTS]).to(feats.dtype)
