@@ -15,18 +15,20 @@ Conventions
 
 Every function accepts a ``numpy.ndarray`` or a ``torch.Tensor`` with any
 leading batch shape and returns the same kind of array with the same dtype.
-The reference implementation is torch; numpy inputs are wrapped, not copied.
 The conversions the frame clock calls every frame on a few small arrays
-(6D, yaw, axis-angle and quaternion to and from matrices) also have a numpy
-twin that the public function dispatches numpy inputs to, because torch's
-per-op dispatch costs more than the arithmetic there; the tests hold each
-twin to its torch reference.
+(6D, yaw, axis-angle and quaternion to and from matrices) and forward
+kinematics are written once over operations numpy and torch share, and run
+natively on either, because torch's per-op dispatch costs more than the
+arithmetic there; the tests hold their numpy results to their torch ones.
+The rest are torch implementations that numpy inputs are wrapped around (not
+copied).
 """
 
 from __future__ import annotations
 
+import collections
 import functools
-from typing import Callable, TypeVar, Union, overload
+from typing import Callable, TypeVar, Union
 
 import numpy as np
 import torch
@@ -147,155 +149,89 @@ BONES: tuple[tuple[int, int], ...] = tuple((int(PARENTS[j]), j) for j in range(1
 
 
 # ---------------------------------------------------------------------------
-# numpy/torch polymorphism: torch implementations, numpy wrapped around them
-# (or, on the per-frame path, sent to a numpy twin).
+# numpy/torch polymorphism. The per-frame conversions are written once over an
+# array namespace picked from their input (see the module docstring); the rest
+# are torch implementations that numpy inputs are wrapped around.
 
 
-@overload
-def _polymorphic(fn: F) -> F: ...
-
-
-@overload
-def _polymorphic(*, numpy: Callable[..., object]) -> Callable[[F], F]: ...
-
-
-def _polymorphic(fn: F | None = None, *, numpy: Callable[..., object] | None = None) -> F | Callable[[F], F]:
-    """Run the torch ``fn`` on numpy inputs too (``@_polymorphic``), or send
-    all-numpy calls to a numpy twin of it (``@_polymorphic(numpy=twin)``)."""
-
-    def decorate(fn: F) -> F:
-        @functools.wraps(fn)
-        def wrapper(*args: object, **kwargs: object) -> object:
-            was_numpy = any(isinstance(a, np.ndarray) for a in args)
-            if numpy is not None and was_numpy and not any(isinstance(a, torch.Tensor) for a in args):
-                return numpy(*args, **kwargs)
-            # np.ascontiguousarray would promote 0-d arrays to 1-d; keep shapes.
-            targs = [torch.from_numpy(a if a.flags.c_contiguous else a.copy()) if isinstance(a, np.ndarray) else a for a in args]
-            out = fn(*targs, **kwargs)
-            if not was_numpy:
-                return out
-            if isinstance(out, tuple):
-                return tuple(o.numpy() for o in out)
-            return out.numpy()
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate if fn is None else decorate(fn)
-
-
-def _eps(x: torch.Tensor) -> float:
-    return 1e-12 if x.dtype == torch.float64 else 1e-6
-
-
-# ---------------------------------------------------------------------------
-# numpy twins of the per-frame conversions (see the module docstring). Each
-# mirrors its torch reference below operation for operation.
+#: numpy's or torch's spelling of the operations the conversions use.
+#: Arguments go by position, where numpy's ``axis`` and torch's ``dim``
+#: agree; the operations the two spell differently get their own field:
+#: ``zeros(like, shape)`` with like's dtype (and device), ``take_along(x,
+#: indices, axis)`` with indices broadcast over the other axes, ``norm(x)``
+#: -> (..., 1) over the last axis, ``clamp_min(x, floor)`` with a scalar
+#: floor, ``cross(a, b)`` over the last axis; ``float64`` is the dtype that
+#: gets a tighter epsilon.
+_Namespace = collections.namedtuple(
+    "_Namespace",
+    "float64 sqrt sin cos where ones_like zeros argmax stack cat take_along norm clamp_min cross",
+)
 
 
 _YZX = np.array([1, 2, 0])
 _ZXY = np.array([2, 0, 1])
 
 
-def _np_eps(x: np.ndarray) -> float:
-    return 1e-12 if x.dtype == np.float64 else 1e-6
-
-
-def _np_norm(x: np.ndarray) -> np.ndarray:
+def _norm_np(x: np.ndarray) -> np.ndarray:
     # np.linalg.norm's generic dispatch costs more than this on tiny arrays.
     return np.sqrt((x * x).sum(-1, keepdims=True))
 
 
-def _axis_angle_to_quaternion_np(aa: np.ndarray) -> np.ndarray:
-    angle = _np_norm(aa)
-    half = 0.5 * angle
-    small = angle < 1e-4
-    safe = np.where(small, np.ones_like(angle), angle)
-    scale = np.where(small, 0.5 - angle * angle / 48.0, np.sin(half) / safe)
-    return np.concatenate([np.cos(half), aa * scale], axis=-1)
+def _cross_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # By rolled components: np.cross's checks and broadcasting cost more than
+    # the arithmetic on a frame's 24 joints.
+    return a[..., _YZX] * b[..., _ZXY] - a[..., _ZXY] * b[..., _YZX]
 
 
-def _quaternion_to_matrix_np(q: np.ndarray) -> np.ndarray:
-    q = q / _np_norm(q)
-    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    m = np.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        axis=-1,
-    )
-    return m.reshape(q.shape[:-1] + (3, 3))
+_NUMPY = _Namespace(
+    float64=np.float64, sqrt=np.sqrt, sin=np.sin, cos=np.cos, where=np.where, ones_like=np.ones_like,
+    zeros=lambda like, shape: np.zeros(shape, like.dtype), argmax=np.argmax, stack=np.stack,
+    cat=np.concatenate, take_along=np.take_along_axis, norm=_norm_np, clamp_min=np.maximum, cross=_cross_np,
+)
+_TORCH = _Namespace(
+    float64=torch.float64, sqrt=torch.sqrt, sin=torch.sin, cos=torch.cos, where=torch.where, ones_like=torch.ones_like,
+    zeros=lambda like, shape: like.new_zeros(shape), argmax=torch.argmax, stack=torch.stack,
+    cat=torch.cat, take_along=torch.take_along_dim, norm=functools.partial(torch.linalg.vector_norm, dim=-1, keepdim=True),
+    clamp_min=torch.clamp_min, cross=functools.partial(torch.linalg.cross, dim=-1),
+)
 
 
-def _matrix_to_quaternion_np(m: np.ndarray) -> np.ndarray:
-    m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
-    m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
-    m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
-    four_sq = np.stack(
-        [1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], axis=-1
-    )
-    root = np.sqrt(np.maximum(four_sq, 0.0))
-    cand = np.stack(
-        [
-            np.stack([root[..., 0] ** 2, m21 - m12, m02 - m20, m10 - m01], axis=-1),
-            np.stack([m21 - m12, root[..., 1] ** 2, m10 + m01, m02 + m20], axis=-1),
-            np.stack([m02 - m20, m10 + m01, root[..., 2] ** 2, m12 + m21], axis=-1),
-            np.stack([m10 - m01, m20 + m02, m21 + m12, root[..., 3] ** 2], axis=-1),
-        ],
-        axis=-2,
-    )
-    best = np.argmax(four_sq, axis=-1)
-    chosen = np.take_along_axis(cand, best[..., None, None], axis=-2)[..., 0, :]
-    chosen = chosen / _np_norm(chosen)
-    return np.where(chosen[..., :1] < 0, -chosen, chosen)
+def _namespace(x: Array) -> _Namespace:
+    return _TORCH if isinstance(x, torch.Tensor) else _NUMPY
 
 
-def _axis_angle_to_matrix_np(aa: np.ndarray) -> np.ndarray:
-    return _quaternion_to_matrix_np(_axis_angle_to_quaternion_np(aa))
+def _polymorphic(fn: F) -> F:
+    """Run the torch ``fn`` on numpy inputs too, returning numpy."""
 
+    @functools.wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        was_numpy = any(isinstance(a, np.ndarray) for a in args)
+        # np.ascontiguousarray would promote 0-d arrays to 1-d; keep shapes.
+        targs = [torch.from_numpy(a if a.flags.c_contiguous else a.copy()) if isinstance(a, np.ndarray) else a for a in args]
+        out = fn(*targs, **kwargs)
+        if not was_numpy:
+            return out
+        if isinstance(out, tuple):
+            return tuple(o.numpy() for o in out)
+        return out.numpy()
 
-def _matrix_to_rot6d_np(m: np.ndarray) -> np.ndarray:
-    return np.concatenate([m[..., :, 0], m[..., :, 1]], axis=-1)
-
-
-def _rot6d_to_matrix_np(d6: np.ndarray) -> np.ndarray:
-    a, b = d6[..., :3], d6[..., 3:]
-    eps = _np_eps(d6)
-    c0 = a / np.maximum(_np_norm(a), eps)
-    b = b - (c0 * b).sum(-1, keepdims=True) * c0
-    c1 = b / np.maximum(_np_norm(b), eps)
-    # The cross product by rolled components: np.cross's checks and
-    # broadcasting cost more than the arithmetic on a frame's 24 joints.
-    c2 = c0[..., _YZX] * c1[..., _ZXY] - c0[..., _ZXY] * c1[..., _YZX]
-    return np.stack([c0, c1, c2], axis=-1)
-
-
-def _yaw_to_matrix_np(yaw: np.ndarray) -> np.ndarray:
-    c, s = np.cos(yaw), np.sin(yaw)
-    m = np.zeros(np.shape(yaw) + (3, 3), dtype=np.result_type(c))
-    m[..., 0, 0] = c
-    m[..., 0, 2] = s
-    m[..., 1, 1] = 1.0
-    m[..., 2, 0] = -s
-    m[..., 2, 2] = c
-    return m
+    return wrapper  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------
 # Rotation conversions.
 
 
-@_polymorphic(numpy=_axis_angle_to_quaternion_np)
 def axis_angle_to_quaternion(aa: Array) -> Array:
     """(..., 3) axis-angle -> (..., 4) unit quaternion (w, x, y, z)."""
-    angle = torch.linalg.vector_norm(aa, dim=-1, keepdim=True)
+    xp = _namespace(aa)
+    angle = xp.norm(aa)
     half = 0.5 * angle
     small = angle < 1e-4
     # sin(a/2)/a with its Taylor series near zero, so tiny angles stay exact.
-    safe = torch.where(small, torch.ones_like(angle), angle)
-    scale = torch.where(small, 0.5 - angle * angle / 48.0, torch.sin(half) / safe)
-    return torch.cat([torch.cos(half), aa * scale], dim=-1)
+    safe = xp.where(small, xp.ones_like(angle), angle)
+    scale = xp.where(small, 0.5 - angle * angle / 48.0, xp.sin(half) / safe)
+    return xp.cat([xp.cos(half), aa * scale], -1)
 
 
 @_polymorphic
@@ -313,23 +249,22 @@ def quaternion_to_axis_angle(q: Array) -> Array:
     return v * scale
 
 
-@_polymorphic(numpy=_quaternion_to_matrix_np)
 def quaternion_to_matrix(q: Array) -> Array:
     """(..., 4) quaternion (w, x, y, z), any norm -> (..., 3, 3) rotation matrix."""
-    q = q / torch.linalg.vector_norm(q, dim=-1, keepdim=True)
-    w, x, y, z = q.unbind(-1)
-    m = torch.stack(
+    xp = _namespace(q)
+    q = q / xp.norm(q)
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    m = xp.stack(
         [
             1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
             2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
             2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
         ],
-        dim=-1,
+        -1,
     )
     return m.reshape(q.shape[:-1] + (3, 3))
 
 
-@_polymorphic(numpy=_matrix_to_quaternion_np)
 def matrix_to_quaternion(m: Array) -> Array:
     """(..., 3, 3) rotation matrix -> (..., 4) unit quaternion with w >= 0.
 
@@ -337,31 +272,30 @@ def matrix_to_quaternion(m: Array) -> Array:
     whose divisor is largest, so the result is accurate at every angle
     (including pi, where the trace formula breaks down).
     """
+    xp = _namespace(m)
     m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
     m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
     m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
-    four_sq = torch.stack(
-        [1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], dim=-1
+    four_sq = xp.stack(
+        [1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1
     )
-    root = torch.sqrt(torch.clamp(four_sq, min=0.0))  # = 2 * |w|, 2|x|, 2|y|, 2|z|
+    root = xp.sqrt(xp.clamp_min(four_sq, 0.0))  # = 2 * |w|, 2|x|, 2|y|, 2|z|
     # Row k is 4 * q_k * q, computed from the k-th formula.
-    cand = torch.stack(
+    cand = xp.stack(
         [
-            torch.stack([root[..., 0] ** 2, m21 - m12, m02 - m20, m10 - m01], dim=-1),
-            torch.stack([m21 - m12, root[..., 1] ** 2, m10 + m01, m02 + m20], dim=-1),
-            torch.stack([m02 - m20, m10 + m01, root[..., 2] ** 2, m12 + m21], dim=-1),
-            torch.stack([m10 - m01, m20 + m02, m21 + m12, root[..., 3] ** 2], dim=-1),
+            xp.stack([root[..., 0] ** 2, m21 - m12, m02 - m20, m10 - m01], -1),
+            xp.stack([m21 - m12, root[..., 1] ** 2, m10 + m01, m02 + m20], -1),
+            xp.stack([m02 - m20, m10 + m01, root[..., 2] ** 2, m12 + m21], -1),
+            xp.stack([m10 - m01, m20 + m02, m21 + m12, root[..., 3] ** 2], -1),
         ],
-        dim=-2,
+        -2,
     )
-    best = torch.argmax(four_sq, dim=-1)
-    idx = best[..., None, None].expand(best.shape + (1, 4))
-    chosen = torch.gather(cand, -2, idx).squeeze(-2)
-    chosen = chosen / torch.linalg.vector_norm(chosen, dim=-1, keepdim=True)
-    return torch.where(chosen[..., :1] < 0, -chosen, chosen)
+    best = xp.argmax(four_sq, -1)
+    chosen = xp.take_along(cand, best[..., None, None], -2)[..., 0, :]
+    chosen = chosen / xp.norm(chosen)
+    return xp.where(chosen[..., :1] < 0, -chosen, chosen)
 
 
-@_polymorphic(numpy=_axis_angle_to_matrix_np)
 def axis_angle_to_matrix(aa: Array) -> Array:
     """(..., 3) axis-angle -> (..., 3, 3) rotation matrix."""
     return quaternion_to_matrix(axis_angle_to_quaternion(aa))
@@ -373,26 +307,25 @@ def matrix_to_axis_angle(m: Array) -> Array:
     return quaternion_to_axis_angle(matrix_to_quaternion(m))
 
 
-@_polymorphic(numpy=_matrix_to_rot6d_np)
 def matrix_to_rot6d(m: Array) -> Array:
     """(..., 3, 3) rotation matrix -> (..., 6): first two columns."""
-    return torch.cat([m[..., :, 0], m[..., :, 1]], dim=-1)
+    return _namespace(m).cat([m[..., :, 0], m[..., :, 1]], -1)
 
 
-@_polymorphic(numpy=_rot6d_to_matrix_np)
 def rot6d_to_matrix(d6: Array) -> Array:
     """(..., 6) -> (..., 3, 3) rotation matrix by Gram-Schmidt.
 
     Any 6-vector with non-parallel halves maps to a valid rotation, which is
     why networks predict this form.
     """
+    xp = _namespace(d6)
     a, b = d6[..., :3], d6[..., 3:]
-    eps = _eps(d6)
-    c0 = a / torch.linalg.vector_norm(a, dim=-1, keepdim=True).clamp_min(eps)
-    b = b - (c0 * b).sum(-1, keepdim=True) * c0
-    c1 = b / torch.linalg.vector_norm(b, dim=-1, keepdim=True).clamp_min(eps)
-    c2 = torch.linalg.cross(c0, c1, dim=-1)
-    return torch.stack([c0, c1, c2], dim=-1)
+    eps = 1e-12 if d6.dtype == xp.float64 else 1e-6
+    c0 = a / xp.clamp_min(xp.norm(a), eps)
+    # Tensor.sum takes numpy's keepdims as well as its own keepdim.
+    b = b - (c0 * b).sum(-1, keepdims=True) * c0
+    c1 = b / xp.clamp_min(xp.norm(b), eps)
+    return xp.stack([c0, c1, xp.cross(c0, c1)], -1)
 
 
 @_polymorphic
@@ -414,17 +347,20 @@ def quaternion_multiply(a: Array, b: Array) -> Array:
 _AXES = {"x": 0, "y": 1, "z": 2}
 
 
-def _axis_rotation(angle: torch.Tensor, axis: int) -> torch.Tensor:
+def _axis_rotation(angle: Array, axis: int) -> Array:
     """(...,) angles in radians -> (..., 3, 3) rotation about one coordinate axis."""
-    c, s = torch.cos(angle), torch.sin(angle)
-    one, zero = torch.ones_like(angle), torch.zeros_like(angle)
-    if axis == 0:
-        rows = [one, zero, zero, zero, c, -s, zero, s, c]
-    elif axis == 1:
-        rows = [c, zero, s, zero, one, zero, -s, zero, c]
-    else:
-        rows = [c, -s, zero, s, c, zero, zero, zero, one]
-    return torch.stack(rows, dim=-1).reshape(angle.shape + (3, 3))
+    xp = _namespace(angle)
+    c, s = xp.cos(angle), xp.sin(angle)
+    # Filled in place: on one frame's yaw, stacking nine components costs
+    # about three times as much.
+    m = xp.zeros(c, angle.shape + (3, 3))
+    j, k = (axis + 1) % 3, (axis + 2) % 3
+    m[..., axis, axis] = 1.0
+    m[..., j, j] = c
+    m[..., k, k] = c
+    m[..., k, j] = s
+    m[..., j, k] = -s
+    return m
 
 
 @_polymorphic
@@ -498,7 +434,6 @@ def heading_yaw(m: Array) -> Array:
     return torch.atan2(-m[..., 2, 0], m[..., 0, 0])
 
 
-@_polymorphic(numpy=_yaw_to_matrix_np)
 def yaw_to_matrix(yaw: Array) -> Array:
     """(...,) yaw about +y, radians -> (..., 3, 3) rotation."""
     return _axis_rotation(yaw, 1)
