@@ -75,35 +75,71 @@ def test_fk_numpy_and_torch_agree_and_keep_dtype():
     np.testing.assert_allclose(jn, jt.numpy(), atol=1e-6)
 
 
-def _twin_inputs(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, ...]]:
+def _edge_axis_angles(rng: np.random.Generator) -> np.ndarray:
+    """(24, 3): zero rotations and exact half turns, about coordinate axes and
+    diagonals (where Shepperd's largest divisor ties) and random ones."""
+    axes = np.concatenate([np.eye(3), [[1.0, 1.0, 0.0], [0.0, 1.0, 1.0], [1.0, 1.0, 1.0]], rng.normal(size=(12, 3))])
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    return np.concatenate([np.zeros((6, 3)), np.pi * axes])
+
+
+def _conversion_inputs(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, ...]]:
     aa = random_axis_angle(600, rng).reshape(25, 24, 3)
+    aa[0] = _edge_axis_angles(rng)
     m = sk.axis_angle_to_matrix(torch.from_numpy(aa)).numpy()
     # Network-like 6D: real rotations plus noise (halves far from parallel,
-    # where Gram-Schmidt is well conditioned even in float32).
+    # where Gram-Schmidt is well conditioned even in float32) ...
     d6 = sk.matrix_to_rot6d(torch.from_numpy(m)).numpy() + 0.1 * rng.normal(size=(25, 24, 6))
+    # ... and far from orthonormal: halves of any length at 30 to 150 degrees.
+    a, b = rng.normal(size=(2, 12, 24, 3))
+    a /= np.linalg.norm(a, axis=-1, keepdims=True)
+    b -= (a * b).sum(-1, keepdims=True) * a
+    b /= np.linalg.norm(b, axis=-1, keepdims=True)
+    tilt = rng.uniform(np.pi / 6, 5 * np.pi / 6, size=(12, 24, 1))
+    d6[:12] = np.concatenate([a, np.cos(tilt) * a + np.sin(tilt) * b], -1) * rng.uniform(0.1, 10, size=(12, 24, 2)).repeat(3, -1)
+    q = rng.normal(size=(25, 24, 4))
+    q[0, :4] = np.eye(4)  # w = 0 is a half turn
     return {
         "axis_angle_to_quaternion": (aa,),
-        "quaternion_to_matrix": (rng.normal(size=(25, 24, 4)),),
+        "quaternion_to_matrix": (q,),
         "axis_angle_to_matrix": (aa,),
         "matrix_to_quaternion": (m,),
         "matrix_to_rot6d": (m,),
         "rot6d_to_matrix": (d6,),
-        "yaw_to_matrix": (rng.uniform(-7, 7, size=(25,)),),
+        "yaw_to_matrix": (np.concatenate([[0.0, np.pi, -np.pi, np.pi / 2], rng.uniform(-7, 7, size=(21,))]),),
     }
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("name", list(_twin_inputs(np.random.default_rng(0))))
-def test_numpy_twins_match_torch(name, dtype):
+@pytest.mark.parametrize("name", list(_conversion_inputs(np.random.default_rng(0))))
+def test_numpy_path_matches_torch(name, dtype):
+    # The per-frame conversions run numpy natively; hold them to torch.
     fn = getattr(sk, name)
-    args = tuple(a.astype(dtype) for a in _twin_inputs(np.random.default_rng(11))[name])
+    args = tuple(a.astype(dtype) for a in _conversion_inputs(np.random.default_rng(11))[name])
     out_np = fn(*args)
     out_torch = fn(*(torch.from_numpy(a) for a in args))
     assert isinstance(out_np, np.ndarray) and out_np.dtype == dtype and out_np.shape == tuple(out_torch.shape)
     np.testing.assert_allclose(out_np, out_torch.numpy(), rtol=0, atol=1e-12 if dtype == np.float64 else 1e-6)
-    # Unbatched inputs (a 0-d yaw) keep their shape too.
-    one = tuple(a[0, ...] for a in args)
-    assert fn(*one).shape == tuple(fn(*(torch.from_numpy(a) for a in one)).shape)
+    # Unbatched inputs (a 0-d yaw, a single rotation) keep their shape too.
+    core = 2 if name.startswith("matrix_") else 0 if name == "yaw_to_matrix" else 1
+    for one in (tuple(a[0, ...] for a in args), tuple(a[(0,) * (a.ndim - core) + (...,)] for a in args)):
+        assert fn(*one).shape == tuple(fn(*(torch.from_numpy(a) for a in one)).shape)
+
+
+def test_edge_rotations_are_exact():
+    aa = _edge_axis_angles(np.random.default_rng(12))
+    for kind in (np.asarray, torch.from_numpy):
+        q = np.asarray(sk.axis_angle_to_quaternion(kind(aa)))
+        np.testing.assert_allclose(q[:6], np.tile([1.0, 0.0, 0.0, 0.0], (6, 1)), atol=0)
+        np.testing.assert_allclose(q[6:, 0], 0.0, atol=1e-15)
+        m = np.asarray(sk.axis_angle_to_matrix(kind(aa)))
+        np.testing.assert_allclose(m[:6], np.broadcast_to(np.eye(3), (6, 3, 3)), atol=0)
+        # A half turn about n is 2 n n^T - I; back to a quaternion it is +-(0, n).
+        n = aa[6:] / np.pi
+        np.testing.assert_allclose(m[6:], 2 * n[:, :, None] * n[:, None, :] - np.eye(3), atol=1e-15)
+        back = np.asarray(sk.matrix_to_quaternion(kind(m)))
+        np.testing.assert_allclose(np.abs(back[6:, 1:] * np.sign((back[6:, 1:] * n).sum(-1, keepdims=True))), np.abs(n), atol=1e-12)
+        np.testing.assert_allclose(back[6:, 0], 0.0, atol=1e-12)
 
 
 def test_axis_angle_matrix_round_trip():
