@@ -157,14 +157,14 @@ BONES: tuple[tuple[int, int], ...] = tuple((int(PARENTS[j]), j) for j in range(1
 #: numpy's or torch's spelling of the operations the conversions use.
 #: Arguments go by position, where numpy's ``axis`` and torch's ``dim``
 #: agree; the operations the two spell differently get their own field:
-#: ``zeros(like, shape)`` with like's dtype (and device), ``take_along(x,
-#: indices, axis)`` with indices broadcast over the other axes, ``norm(x)``
-#: -> (..., 1) over the last axis, ``clamp_min(x, floor)`` with a scalar
-#: floor, ``cross(a, b)`` over the last axis; ``float64`` is the dtype that
-#: gets a tighter epsilon.
+#: ``asarray(x, like)`` and ``zeros(like, shape)`` with like's dtype (and
+#: device), ``take_along(x, indices, axis)`` with indices broadcast over the
+#: other axes, ``norm(x)`` -> (..., 1) over the last axis, ``clamp_min(x,
+#: floor)`` with a scalar floor, ``cross(a, b)`` over the last axis;
+#: ``float64`` is the dtype that gets a tighter epsilon.
 _Namespace = collections.namedtuple(
     "_Namespace",
-    "float64 sqrt sin cos where ones_like zeros argmax stack cat take_along norm clamp_min cross",
+    "float64 sqrt sin cos where ones_like asarray zeros argmax stack cat take_along norm clamp_min cross",
 )
 
 
@@ -185,11 +185,13 @@ def _cross_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 _NUMPY = _Namespace(
     float64=np.float64, sqrt=np.sqrt, sin=np.sin, cos=np.cos, where=np.where, ones_like=np.ones_like,
+    asarray=lambda x, like: np.asarray(x, like.dtype),
     zeros=lambda like, shape: np.zeros(shape, like.dtype), argmax=np.argmax, stack=np.stack,
     cat=np.concatenate, take_along=np.take_along_axis, norm=_norm_np, clamp_min=np.maximum, cross=_cross_np,
 )
 _TORCH = _Namespace(
     float64=torch.float64, sqrt=torch.sqrt, sin=torch.sin, cos=torch.cos, where=torch.where, ones_like=torch.ones_like,
+    asarray=lambda x, like: torch.as_tensor(x, dtype=like.dtype, device=like.device),
     zeros=lambda like, shape: like.new_zeros(shape), argmax=torch.argmax, stack=torch.stack,
     cat=torch.cat, take_along=torch.take_along_dim, norm=functools.partial(torch.linalg.vector_norm, dim=-1, keepdim=True),
     clamp_min=torch.clamp_min, cross=functools.partial(torch.linalg.cross, dim=-1),
@@ -463,20 +465,15 @@ def forward_kinematics(rotations: Array, trans: Array, offsets: Array | None = N
     because on one frame the cost is the number of operations, not their
     size; each joint still sums its parent's terms in the same order.
     """
-    if isinstance(rotations, torch.Tensor):
-        to = functools.partial(torch.as_tensor, dtype=rotations.dtype, device=rotations.device)
-        cat: Callable[..., Array] = lambda xs, axis: torch.cat(xs, dim=axis)  # noqa: E731
-    else:
-        to = functools.partial(np.asarray, dtype=rotations.dtype)
-        cat = np.concatenate
-    offsets = to(REST_OFFSETS if offsets is None else offsets)
+    xp = _namespace(rotations)
+    offsets = xp.asarray(REST_OFFSETS if offsets is None else offsets, rotations)
     glob = [rotations[..., :1, :, :]]
-    pos = [to(trans)[..., None, :]]
+    pos = [xp.asarray(trans, rotations)[..., None, :]]
     for lo, hi, parents in _LEVELS:
         parent_rot = glob[-1][..., parents, :, :]
         glob.append(parent_rot @ rotations[..., lo:hi, :, :])
         pos.append(pos[-1][..., parents, :] + (parent_rot @ offsets[..., lo:hi, :, None])[..., 0])
-    return cat(glob, axis=-3), cat(pos, axis=-2)
+    return xp.cat(glob, -3), xp.cat(pos, -2)
 
 
 @_polymorphic
