@@ -35,9 +35,10 @@ How (all causal, per hop):
   the last tempo and no events fire.
 * **Confidence**: how strong the onsets on the tracked beats are (the lock,
   which also gates events and tempo switches), times how periodic the last
-  few seconds are at the tracked tempo (the onset envelope's autocorrelation
-  there, as a share of its variance), so it falls when music gives way to
-  noise of any loudness, not only to silence.
+  few seconds are at the tracked tempo or the best other one (the onset
+  envelope's autocorrelation there, as a share of its variance), so it falls
+  when music gives way to noise of any loudness, not only to silence, but not
+  when the music changes tempo.
 
 Offline, :meth:`BeatTracker.track` pushes a whole envelope through the same
 object, so offline and live beat times agree by construction.
@@ -60,8 +61,8 @@ _CLIP = 10.0
 # Periodicity (see _update_periodicity) mapped to confidence: 0 at or below
 # _PERIODIC_NONE, 1 at or above _PERIODIC_FULL. Measured (tempo window 4 s):
 # broadband noise and random clicks 0.0-0.2 (rare peaks 0.35), the demo song
-# after lock 0.22-0.6, the synthetic kits 0.45-0.85 (a tempo jump dips to 0.2
-# for half a second, while the window still holds the old tempo).
+# after lock 0.22-0.6, the synthetic kits 0.45-0.85 (through tempo jumps
+# mostly over 0.3, the newest seconds read at the rival tempo too).
 _PERIODIC_NONE = 0.15
 _PERIODIC_FULL = 0.3
 _TRUST_SECONDS = 2.0
@@ -160,12 +161,31 @@ class BeatTracker:
         self._cur = np.empty((self._win, 2))
         self._lagged = np.empty((len(self._lags), self._win))
         # Periodicity over the short window: its weights, and buffers for the
-        # compressed onsets it reads (two periods back; a metrical correction
-        # may take the period 3 % past the longest).
+        # compressed onsets it reads (a metrical correction may take the
+        # period 3 % past the longest).
         self._pw = self._acf_weights[self._win - short_win :, 0].copy()
         self._pw_sum = float(self._pw.sum())
         self._pdev = np.empty(short_win)
-        self._plog = np.empty(short_win + 3 * self._lag_max)
+        self._pneed = int(2.06 * self._lag_max) + 2  # hops they reach back: two periods of the tracked tempo or its rival
+        self._rival_band = int(math.ceil(s.tempo_follow / math.log(1.01)))  # grid steps within tempo_follow
+        self._plog = np.empty(short_win + self._pneed)
+        # Its search over the tempo range: the autocorrelation at every whole
+        # lag from half the shortest period to twice the longest (one strided
+        # view of the compressed onsets, copied into a fixed buffer), and the
+        # matrix that combs it into A(L) + hw A(L/2) + mw A(2L) at each whole
+        # period L (A(L/2) between the hops either side for odd L).
+        lo, hi = self._lag_min // 2, 2 * self._lag_max
+        self._plagged_view = sliding_window_view(self._plog, short_win)[self._pneed - hi : self._pneed - lo + 1][::-1]
+        self._plagged = np.empty(self._plagged_view.shape)
+        self._pacf = np.empty(hi - lo + 1)
+        periods = np.arange(self._lag_min, self._lag_max + 1)
+        self._pcomb_matrix = np.zeros((len(periods), hi - lo + 1))
+        rows = np.arange(len(periods))
+        self._pcomb_matrix[rows, periods - lo] += 1.0
+        self._pcomb_matrix[rows, periods // 2 - lo] += 0.5 * s.harmonic_weight
+        self._pcomb_matrix[rows, (periods + 1) // 2 - lo] += 0.5 * s.harmonic_weight
+        self._pcomb_matrix[rows, 2 * periods - lo] += s.meter_weight
+        self._pcomb = np.empty(len(periods))
         self._trust_step = 1.0 / (_TRUST_SECONDS * fr)
         # Tempo grid: 1% steps, log-spaced.
         n_grid = int(math.ceil(math.log(s.max_bpm / s.min_bpm) / math.log(1.01))) + 1
@@ -222,9 +242,10 @@ class BeatTracker:
         self._last_event = -math.inf  # audio time of the last reported beat
         self._confidence = 0.0
         self._strength = 0.0
-        self._periodicity = 0.0  # see _update_periodicity
+        self._score = np.zeros(len(self._grid_bpm))  # the last tempo score (see _update_tempo)
+        self._periodicity: float | None = None  # see _update_periodicity; None: not measured yet
         self._quiet = -1  # last hop of the last break (-1: none yet, the stream starts in one)
-        self._periodic_trust = 0.0  # the periodicity as a confidence factor, rate-limited upwards (_report)
+        self._periodic_trust = 1.0  # the periodicity as a confidence factor, rate-limited upwards (_report)
         self._last_loud = -math.inf  # last hop whose (clipped) onset reached the gate
         self._dp_key: tuple[float, int] | None = None  # (period, longest) of the cached DP steps
 
@@ -319,6 +340,7 @@ class BeatTracker:
         # README): plain A(L) x prior picks the 8th or half-note level too often.
         meter = a2 + a4
         score = (a + s.harmonic_weight * a_half + s.meter_weight * meter) * self._prior
+        self._score = score  # (for _rival)
         k = int(score.argmax())
         if score[k] <= 0.0:
             return
@@ -382,7 +404,7 @@ class BeatTracker:
                 self._redo_dp()
 
     def _update_periodicity(self) -> None:
-        """How periodic the last few seconds are at the tracked tempo.
+        """How periodic the last few seconds are, at the tracked tempo or another.
 
         The beat strength (mean onset at the DP's beats) cannot tell music
         from noise: the DP picks the strongest onsets about a period apart,
@@ -392,11 +414,16 @@ class BeatTracker:
         double period terms, at its weights), over the tempo window, centred
         on its own mean, as a share of its variance. Music gives 0.2-0.9,
         noise of any colour or density 0-0.2, so it falls within a few
-        seconds of music giving way to noise; through a break it is kept.
+        seconds of music giving way to noise.
+
+        Across a tempo change the older half of the window is periodic at the
+        old tempo and the newer half at the new one, each only half of the
+        whole, and until the tracker switches, the new tempo is only its best
+        rival (see _rival): so the newer half counts at the better of the
+        tracked period and the rival. Noise is periodic at neither, nor fully
+        at any other period (searched last, see below).
         """
-        s = self.settings
-        p = self.period
-        need = int(2.0 * p) + 2  # hops the lagged windows reach back
+        need = self._pneed
         # Only the music since the stream started or a break ended: silence in
         # the window would read as a beat missing. Until a second of it is
         # heard, the value from before the break holds (none at the start).
@@ -416,13 +443,54 @@ class BeatTracker:
         if var <= 1e-12:
             self._periodicity = 0.0
             return
-        hw, mw = s.harmonic_weight, s.meter_weight
-        total = 0.0
-        for lag, weight in ((p, 1.0), (0.5 * p, hw), (2.0 * p, mw)):
+        norm = (1.0 + self.settings.harmonic_weight + self.settings.meter_weight) * var
+        full = _PERIODIC_FULL * norm
+        old, new = self._comb_halves(self.period, dev, x)
+        if old + new < full:  # (at or above it, nothing below could change the confidence)
+            new = max(new, self._comb_halves(self._rival(), dev, x)[1])
+        total = old + new
+        if total < full and n == len(self._pw):  # (the search's lagged view is of a full window)
+            # Real music may be periodic at a level the tracker does not
+            # follow: the demo song reads fully periodic at 3/2 of its beat
+            # period where the beat itself reads 0.23. So the best whole period
+            # in the tempo range counts too, but only if fully periodic:
+            # partly periodic ones turn up in noise when all are searched.
+            np.copyto(self._plagged, self._plagged_view)
+            np.matmul(self._plagged, dev, out=self._pacf)
+            np.matmul(self._pcomb_matrix, self._pacf, out=self._pcomb)
+            best = float(self._pcomb.max())
+            if best >= full:
+                total = best
+        self._periodicity = total / norm
+
+    def _rival(self) -> float:
+        """The period (hops) of the best tempo in the last tempo score clearly
+        apart from the tracked one: across a tempo change, the new one, long
+        before it wins."""
+        score = self._score
+        cur_bpm = 60.0 * self.frame_rate * self._fold / self.period  # (on the score's level, as in _update_tempo)
+        j = bisect_left(self._grid_bpm_list, cur_bpm)
+        lo, hi = max(j - self._rival_band, 0), j + self._rival_band + 1  # the tracked tempo's neighbourhood
+        rivals = [int(score[:lo].argmax())] if lo else []
+        if hi < len(score):
+            rivals.append(hi + int(score[hi:].argmax()))
+        return self._grid_lag_list[max(rivals, key=score.item)] if rivals else self.period
+
+    def _comb_halves(self, period: float, dev: np.ndarray, x: np.ndarray) -> tuple[float, float]:
+        """The comb A(P) + hw A(P/2) + mw A(2P) of the weighted deviations ``dev``
+        against the compressed onsets ``x``, over the older and the newer half of the window."""
+        s = self.settings
+        need, half, m = self._pneed, len(dev) // 2, len(x)
+        old = new = 0.0
+        for lag, weight in ((period, 1.0), (0.5 * period, s.harmonic_weight), (2.0 * period, s.meter_weight)):
             i = int(lag)  # (fractional lags: linearly between the hops either side)
-            a = float(dev @ x[need - i : m - i])
-            total += weight * (a + (lag - i) * (float(dev @ x[need - i - 1 : m - i - 1]) - a))
-        self._periodicity = total / ((1.0 + hw + mw) * var)
+            f = lag - i
+            at, before = x[need - i : m - i], x[need - i - 1 : m - i - 1]
+            a, b = float(dev[:half] @ at[:half]), float(dev[:half] @ before[:half])
+            old += weight * (a + f * (b - a))
+            a, b = float(dev[half:] @ at[half:]), float(dev[half:] @ before[half:])
+            new += weight * (a + f * (b - a))
+        return old, new
 
     def _grid_lag_at(self, x: float) -> float:
         """``float(np.interp(x, np.arange(n), self._grid_lag))`` to the bit: numpy's
@@ -664,8 +732,11 @@ class BeatTracker:
         # confidence above alone gates events and tempo switches, as before.
         # Quick to doubt, slow to trust (0 to 1 in _TRUST_SECONDS): noise
         # sometimes lines up with the tempo for a second, music stays periodic.
-        now_periodic = min(1.0, max(0.0, (self._periodicity - _PERIODIC_NONE) / (_PERIODIC_FULL - _PERIODIC_NONE)))
-        self._periodic_trust = min(now_periodic, self._periodic_trust + self._trust_step)
+        # Until the first measurement (the stream's first seconds) there is no
+        # evidence against the beat, so the dance starts as soon as the lock does.
+        if self._periodicity is not None:
+            now_periodic = min(1.0, max(0.0, (self._periodicity - _PERIODIC_NONE) / (_PERIODIC_FULL - _PERIODIC_NONE)))
+            self._periodic_trust = min(now_periodic, self._periodic_trust + self._trust_step)
         confidence = self._confidence * self._periodic_trust
         beat, beat_time = False, None
         now = (t + 1) / self.frame_rate
