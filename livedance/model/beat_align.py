@@ -64,6 +64,27 @@ def unclear_beats(feats: torch.Tensor, snap: int = 4) -> torch.Tensor:
     return (m1.isnan() | m2.isnan())[:, 0]
 
 
+#: Per-frame velocity features, which scale with the playback rate.
+_VELOCITY = [ROOT_DXDZ.start, ROOT_DXDZ.start + 1, ROOT_DYAW]
+
+
+def _retime(feats: torch.Tensor, tau: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+    """Units (B, T, D) played back at old times ``tau`` (B or 1, T), linearly between frames.
+
+    ``rate`` (B or 1, T) is old frames per new frame: per-frame velocities
+    are scaled by it, so the ground covered is kept.
+    """
+    b, t, d = feats.shape
+    tau, rate = tau.expand(b, t), rate.expand(b, t)
+    i0 = tau.floor().clamp(0, t - 2).long()
+    frac = (tau - i0.to(feats.dtype))[..., None]  # may exceed 1 at the very end: linear extrapolation
+    a = torch.gather(feats, 1, i0[..., None].expand(-1, -1, d))
+    c = torch.gather(feats, 1, (i0 + 1)[..., None].expand(-1, -1, d))
+    out = a + (c - a) * frac
+    out[..., _VELOCITY] = out[..., _VELOCITY] * rate[..., None]
+    return out
+
+
 def align_beats(feats: torch.Tensor, snap: int = 4) -> torch.Tensor:
     """Re-time units (B, T, D) so their kinematic beats fall on the unit's two music beats.
 
@@ -84,14 +105,7 @@ def align_beats(feats: torch.Tensor, snap: int = 4) -> torch.Tensor:
     first = f <= mid
     rate = torch.where(first, m1 / mid, (m2 - m1) / (t - mid))  # old frames per new frame
     tau = torch.where(first, f * rate, m1 + (f - mid) * rate)  # old time of each new frame
-    i0 = tau.floor().clamp(0, t - 2).long()
-    frac = (tau - i0.to(feats.dtype))[..., None]  # may exceed 1 at the very end: linear extrapolation
-    a = torch.gather(feats, 1, i0[..., None].expand(-1, -1, feats.shape[2]))
-    c = torch.gather(feats, 1, (i0 + 1)[..., None].expand(-1, -1, feats.shape[2]))
-    out = a + (c - a) * frac
-    vel = [ROOT_DXDZ.start, ROOT_DXDZ.start + 1, ROOT_DYAW]
-    out[..., vel] = out[..., vel] * rate[..., None]
-    return out
+    return _retime(feats, tau, rate)
 
 
 def accent_beats(feats: torch.Tensor, strength: float | torch.Tensor = 0.5) -> torch.Tensor:
@@ -108,18 +122,11 @@ def accent_beats(feats: torch.Tensor, strength: float | torch.Tensor = 0.5) -> t
     s = torch.as_tensor(strength, dtype=feats.dtype).reshape(-1, 1)  # (1 or B, 1): one per unit
     if bool((s <= 0.0).all()):
         return feats
-    b, t, d = feats.shape
+    t = feats.shape[1]
     beat = t // 2
     f = torch.arange(t, dtype=feats.dtype)[None]
     u = (f % beat) / beat
     start = f - f % beat
     tau = start + beat * (u - s / (2 * torch.pi) * torch.sin(2 * torch.pi * u))  # old time of each new frame
     rate = 1.0 - s * torch.cos(2 * torch.pi * u)  # old frames per new frame
-    i0 = tau.floor().clamp(0, t - 2).long().expand(b, t)
-    frac = (tau - i0.to(feats.dtype))[..., None]
-    a = torch.gather(feats, 1, i0[..., None].expand(-1, -1, d))
-    c = torch.gather(feats, 1, (i0 + 1)[..., None].expand(-1, -1, d))
-    out = a + (c - a) * frac
-    vel = [ROOT_DXDZ.start, ROOT_DXDZ.start + 1, ROOT_DYAW]
-    out[..., vel] = out[..., vel] * rate[..., None].expand(b, t, 1)
-    return out
+    return _retime(feats, tau, rate)
