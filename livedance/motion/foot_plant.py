@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from livedance import skeleton as sk
-from livedance.motion.representation import ROOT_DXDZ, ROOT_DYAW, ROOT_HEIGHT, ROTATIONS
+from livedance.motion.representation import ROOT_HEIGHT, ROTATIONS, root_path
 from livedance.skeleton import JOINT_INDEX as J
 
 #: (hip, knee, ankle, toe) of the left and the right leg.
@@ -114,15 +114,7 @@ def plant_feet(feats: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
     root = torch.zeros(b, t, 3, dtype=x.dtype)
     root[..., 1] = x[..., ROOT_HEIGHT]
     glob, joints = sk.forward_kinematics(rot, root)  # body frame: heading and travel removed
-
-    # The unit's own floor frame: integrate heading and travel from the first frame.
-    yaw = torch.cat([torch.zeros(b, 1, dtype=x.dtype), torch.cumsum(x[:, :-1, ROOT_DYAW], dim=1)], dim=1)
-    heading = sk.yaw_to_matrix(yaw)  # (B, T, 3, 3)
-    step = torch.zeros(b, t, 3, dtype=x.dtype)
-    step[..., [0, 2]] = x[..., ROOT_DXDZ]
-    world_step = (heading @ step[..., None])[..., 0]
-    travel = torch.cat([torch.zeros(b, 1, 3, dtype=x.dtype), torch.cumsum(world_step[:, :-1], dim=1)], dim=1)
-
+    heading, travel = root_path(x)  # the unit's own floor frame, from its first frame
     ankles = joints[:, :, [leg[2] for leg in LEGS]]  # (B, T, 2, 3)
     decoded = travel[:, :, None] + (heading[:, :, None] @ ankles[..., None])[..., 0]  # world ankles
     w = contact_weights(foot_heights(joints)) * strength  # (B, T, 2)

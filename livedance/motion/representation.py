@@ -72,6 +72,31 @@ def motion_to_features(rotations: np.ndarray, trans: np.ndarray) -> np.ndarray:
     return feats.astype(np.float32)
 
 
+def _sums_before(x: sk.Array, axis: int) -> sk.Array:
+    """Running sums along ``axis`` (negative) of the values before each index: 0 at the first."""
+    last = (slice(None),) * (-1 - axis)
+    head, body = x[(..., slice(0, 1)) + last], x[(..., slice(None, -1)) + last]
+    if isinstance(x, torch.Tensor):
+        return torch.cat([torch.zeros_like(head), torch.cumsum(body, axis)], axis)
+    return np.concatenate([np.zeros_like(head), np.cumsum(body, axis)], axis)
+
+
+def root_path(feats: sk.Array, start_yaw: float = 0.0) -> tuple[sk.Array, sk.Array]:
+    """(..., T, 148) features -> the root's heading (..., T, 3, 3) and its travel on the
+    floor (..., T, 3) from the origin (y = 0), by integrating the per-frame changes.
+
+    Frame i's heading is the start plus the turns of the frames before it;
+    its position, the sum of their steps, each turned by its own frame's
+    heading. Works on numpy arrays and on torch tensors.
+    """
+    yaw = start_yaw + _sums_before(feats[..., ROOT_DYAW], -1)
+    heading = sk.yaw_to_matrix(yaw)
+    body_step = (torch.zeros_like if isinstance(feats, torch.Tensor) else np.zeros_like)(feats[..., :3])  # (x, y, z)
+    body_step[..., [0, 2]] = feats[..., ROOT_DXDZ]
+    world_step = (heading @ body_step[..., None])[..., 0]
+    return heading, _sums_before(world_step, -2)
+
+
 def features_to_motion(
     feats: np.ndarray, start_trans: np.ndarray, start_yaw: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -89,17 +114,9 @@ def features_to_motion(
     feats = np.asarray(feats, dtype=np.float64)
     n = feats.shape[0]
     rotations = sk.rot6d_to_matrix(feats[:, ROTATIONS].reshape(n, sk.NUM_JOINTS, 6))
-    # Heading of frame i = start + sum of the changes of frames before it.
-    yaw = start_yaw + np.concatenate([[0.0], np.cumsum(feats[:-1, ROOT_DYAW])])
-    heading = sk.yaw_to_matrix(yaw)  # (N, 3, 3)
+    heading, travel = root_path(feats, start_yaw)
     rotations[:, 0] = heading @ rotations[:, 0]
-
-    body_step = np.zeros((n, 3))
-    body_step[:, [0, 2]] = feats[:, ROOT_DXDZ]
-    world_step = (heading @ body_step[:, :, None])[:, :, 0]
-    trans = np.empty((n, 3))
-    trans[0] = np.asarray(start_trans, dtype=np.float64)
-    trans[1:] = trans[0] + np.cumsum(world_step[:-1], axis=0)
+    trans = np.asarray(start_trans, dtype=np.float64) + travel
     trans[:, 1] = feats[:, ROOT_HEIGHT]
     return rotations, trans
 
