@@ -358,8 +358,7 @@ class BeatTracker:
             return  # the corrected level would leave [min_bpm, max_bpm]
         # How well the music still supports the tempo being tracked, against
         # how well it did in the last few seconds.
-        cur_bpm = 60.0 * self.frame_rate * self._fold / self.period
-        j = min(max(bisect_left(self._grid_bpm_list, cur_bpm), 1), len(score) - 2)  # np.searchsorted, clipped
+        j = min(max(self._tracked_grid_index(), 1), len(score) - 2)
         held = max(score.item(j - 1), score.item(j), score.item(j + 1))
         self._held_ref = max(held, self._held_ref * self._held_decay)
         ratio = lag / self.period
@@ -463,13 +462,17 @@ class BeatTracker:
                 total = best
         self._periodicity = total / norm
 
+    def _tracked_grid_index(self) -> int:
+        """Where the tracked tempo falls on the tempo grid, at the score's level
+        (before the metrical correction): ``np.searchsorted`` without the call."""
+        return bisect_left(self._grid_bpm_list, 60.0 * self.frame_rate * self._fold / self.period)
+
     def _rival(self) -> float:
         """The period (hops) of the best tempo in the last tempo score clearly
         apart from the tracked one: across a tempo change, the new one, long
         before it wins."""
         score = self._score
-        cur_bpm = 60.0 * self.frame_rate * self._fold / self.period  # (on the score's level, as in _update_tempo)
-        j = bisect_left(self._grid_bpm_list, cur_bpm)
+        j = self._tracked_grid_index()
         lo, hi = max(j - self._rival_band, 0), j + self._rival_band + 1  # the tracked tempo's neighbourhood
         rivals = [int(score[:lo].argmax())] if lo else []
         if hi < len(score):
