@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from livedance import skeleton as sk
-from livedance.motion.representation import ROOT_HEIGHT, ROTATIONS, root_path
+from livedance.motion.representation import ROTATIONS, body_kinematics, root_path
 from livedance.skeleton import JOINT_INDEX as J
 
 #: (hip, knee, ankle, toe) of the left and the right leg.
@@ -110,10 +110,7 @@ def plant_feet(feats: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
         return feats
     b, t, _ = feats.shape
     x = feats.to(torch.float64)  # acos/atan2 on float32 would leave sub-millimetre foot jitter
-    rot = sk.rot6d_to_matrix(x[..., ROTATIONS].reshape(b, t, sk.NUM_JOINTS, 6))
-    root = torch.zeros(b, t, 3, dtype=x.dtype)
-    root[..., 1] = x[..., ROOT_HEIGHT]
-    glob, joints = sk.forward_kinematics(rot, root)  # body frame: heading and travel removed
+    rot, glob, joints = body_kinematics(x)  # body frame: heading and travel removed
     heading, travel = root_path(x)  # the unit's own floor frame, from its first frame
     ankles = joints[:, :, [leg[2] for leg in LEGS]]  # (B, T, 2, 3)
     decoded = travel[:, :, None] + (heading[:, :, None] @ ankles[..., None])[..., 0]  # world ankles

@@ -121,8 +121,9 @@ def features_to_motion(
     return rotations, trans
 
 
-def body_joints(feats: sk.Array) -> sk.Array:
-    """(..., T, 148) features -> (..., T, 24, 3) joints in the body's own frame, metres.
+def body_kinematics(feats: sk.Array) -> tuple[sk.Array, sk.Array, sk.Array]:
+    """(..., T, 148) features -> the body in its own frame: local rotations
+    (..., T, 24, 3, 3), global rotations (..., T, 24, 3, 3) and joints (..., T, 24, 3), metres.
 
     The root's floor point stays at the origin and its heading is fixed, so
     what moves is the body itself (limbs, posture, height), not its travel
@@ -132,4 +133,10 @@ def body_joints(feats: sk.Array) -> sk.Array:
     up = np.array([0.0, 1.0, 0.0])
     if isinstance(feats, torch.Tensor):
         up = torch.as_tensor(up, dtype=feats.dtype, device=feats.device)
-    return sk.forward_kinematics(rot, feats[..., ROOT_HEIGHT : ROOT_HEIGHT + 1] * up)[1]
+    glob, joints = sk.forward_kinematics(rot, feats[..., ROOT_HEIGHT : ROOT_HEIGHT + 1] * up)
+    return rot, glob, joints
+
+
+def body_joints(feats: sk.Array) -> sk.Array:
+    """(..., T, 148) features -> (..., T, 24, 3) joints in the body's own frame, metres (see ``body_kinematics``)."""
+    return body_kinematics(feats)[2]
