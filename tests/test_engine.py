@@ -204,3 +204,57 @@ def test_configured_energy_bias_counts_once_with_controls():
         ctx, _ = eng._context()
         expected = eng.model.descriptors.level_to_value(1, 0.5)
         np.testing.assert_allclose(ctx.energy, expected)
+
+
+def test_styles_the_checkpoint_lacks_are_refused_and_a_failing_model_never_loops(caplog):
+    """A style the model lacks is refused at the control (OSC and the viewer keys
+    report the ValueError); a unit the model cannot make falls back to the last
+    style that worked, and a model that fails outright leaves the dancer in the
+    idle groove, retried once per unit, logged once and counted."""
+    import logging
+
+    from livedance.live.controls import Controls
+
+    settings = Settings()
+    controls = Controls.from_settings(settings)
+    eng = build_engine(settings, controls)
+    styles = len(eng.model.style_names)
+    assert controls.styles == styles == 4
+    with pytest.raises(ValueError, match=r"0\.\.3"):
+        controls.apply("style", 7)
+    controls.apply("style", styles - 1)  # a real style still works
+    assert controls.snapshot().style == styles - 1
+
+    # A style that got past the controls (an older Controls, a script): the
+    # engine falls back to the style it danced last and goes on.
+    audio, _ = drum_track(120, 12.0, SR, seed=3)
+    calls = []
+    real = eng.model.next_unit
+
+    def counted(state, ctx, temperature):
+        calls.append(int(np.asarray(ctx.style).flat[0]))
+        if len(calls) > 12:  # then the model breaks for good (e.g. out of memory)
+            raise RuntimeError("model broke")
+        return real(state, ctx, temperature)
+
+    eng.model.next_unit = counted
+    caplog.set_level(logging.WARNING, logger="livedance.live.engine")
+    frames, weights = [], []
+    for i, f in enumerate(frames_offline(eng, audio, SR, FPS)):
+        if i == 2 * int(FPS):
+            controls.styles = 10  # bypass validation: the engine must still cope
+            controls.apply("style", 7)
+        frames.append(f)
+        weights.append(eng.weight)
+    eng.model.next_unit = real
+    assert eng.stats.style_fallbacks >= 1 and 7 in calls
+    assert eng.stats.generation_failures >= 1
+    # Never a loop: at most one failed try per unit of dancing (12 s at 120 BPM = 12 units).
+    assert len(calls) - 12 <= 12 + 2, len(calls)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum("style 7" in w for w in warnings) == 1 and sum("could not be generated" in w for w in warnings) == 1, warnings
+    # The body keeps moving: idle groove once units stop, not a frozen pose.
+    joints = np.stack([f.joints[0] for f in frames])
+    assert weights[-1] == 0.0
+    assert mean_joint_speed(joints[-60:], FPS).mean() > 0.05
+    assert np.isfinite(joints).all()

@@ -118,6 +118,15 @@ class Controls:
         controls.set_latency_ms(engine.latency_ms)
         return controls
 
+    def limit_styles(self, styles: int) -> None:
+        """Accept only the ``styles`` the loaded model knows (the engine calls
+        this with its checkpoint's count); a style set before and now out of
+        range goes back to automatic."""
+        self.styles = max(0, int(styles))
+        with self._lock:
+            if self._state.style is not None and self._state.style >= self.styles:
+                self._state = replace(self._state, style=None, version=self._state.version + 1)
+
     @property
     def names(self) -> tuple[str, ...]:
         """The control names :meth:`apply` accepts."""

@@ -69,6 +69,10 @@ class EngineStats:
     # dancing, without end in an installation that runs for months).
     unit_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=UNIT_TIMES_KEPT))
     beats: int = 0
+    # Units the model could not make as asked: made in the previous style
+    # instead, or (failed) not made at all (the dancer grooves idle meanwhile).
+    style_fallbacks: int = 0
+    generation_failures: int = 0
 
 
 class Engine:
@@ -99,6 +103,14 @@ class Engine:
         self._lock = threading.Lock()  # guards timeline + composer state across threads
         self._controls_version = -1
         self._seed_count = controls.snapshot().seed_count if controls is not None else 0
+        if controls is not None and hasattr(model, "style_names"):
+            # Controls accept only the styles this checkpoint knows: a style it
+            # lacks made every unit fail and froze the dancer.
+            controls.limit_styles(len(model.style_names))
+        self._good_style = ANY_STYLE  # the last style a unit was made in
+        self._failed_index: int | None = None  # unit that could not be made (not retried)
+        self._failed_version = -1  # controls version when it failed: a change retries
+        self._logged: set[str] = set()
         self.frame_index = 0  # never reset: receivers order frames by it
         self._reset_dance()
 
@@ -158,24 +170,69 @@ class Engine:
         ctx = self.model.descriptors.context_from_levels(self._tempo(), energy, m.busyness, style)
         return ctx, temperature
 
+    def _wanted(self) -> int | None:
+        """The unit to make next, unless it is one that already failed (and
+        no control changed since): a failure is retried at the next unit, never
+        in a loop."""
+        index = self.timeline.needs(self.clock.position)
+        if index is not None and index == self._failed_index:
+            version = self.controls.snapshot().version if self.controls is not None else -1
+            if version == self._failed_version:
+                return None
+        return index
+
     def needs_unit(self) -> bool:
         """Does the timeline lack a unit it will need soon? (cheap; for waking the generator)"""
-        return self.timeline.needs(self.clock.position) is not None
+        return self._wanted() is not None
+
+    def _log_once(self, kind: str, message: str, *args: object) -> None:
+        if kind not in self._logged:
+            self._logged.add(kind)
+            log.warning(message + " (further ones are counted, not logged)", *args)
+
+    def _compose(self, state: Any, ctx: Any, temperature: float) -> tuple[np.ndarray, Any]:
+        """One unit from the model; a style it cannot make falls back to the
+        last style that worked. Raises only if that fails too."""
+        try:
+            feats, new_state = self.model.next_unit(state, ctx, temperature)
+        except Exception as exc:  # noqa: BLE001 - any model failure: try the fallback
+            if ctx.style == self._good_style:
+                raise
+            self.stats.style_fallbacks += 1
+            self._log_once("style", "cannot dance style %r (%s); dancing style %r instead", ctx.style, exc, self._good_style)
+            ctx.style = self._good_style
+            feats, new_state = self.model.next_unit(state, ctx, temperature)
+        self._good_style = int(np.asarray(ctx.style).flat[0]) if np.ndim(ctx.style) else int(ctx.style)
+        return feats, new_state
 
     def plan(self) -> int:
-        """Generate every unit the timeline needs now; returns how many."""
+        """Generate every unit the timeline needs now; returns how many.
+
+        A unit the model fails to make is counted and logged once; the dancer
+        grooves idle until a later unit succeeds (retried once per unit, or at
+        once when a control changes). Generation never raises."""
         made = 0
         while True:
             with self._lock:
-                index = self.timeline.needs(self.clock.position)
+                index = self._wanted()
                 if index is None:
                     return made
                 ctx, temperature = self._context()
                 state = self.composer_state
+                version = self.controls.snapshot().version if self.controls is not None else -1
             t0 = time.perf_counter()
-            feats, state = self.model.next_unit(state, ctx, temperature)
+            try:
+                feats, state = self._compose(state, ctx, temperature)
+            except Exception as exc:  # noqa: BLE001 - the show goes on in the idle groove
+                self.stats.generation_failures += 1
+                self._log_once("generation", "unit %d could not be generated (%s: %s); grooving idle", index, type(exc).__name__, exc)
+                log.debug("unit generation failed", exc_info=True)
+                with self._lock:
+                    self._failed_index, self._failed_version = index, version
+                return made
             self.stats.unit_seconds.append(time.perf_counter() - t0)
             with self._lock:
+                self._failed_index = None
                 self.composer_state = state
                 if index > self.timeline.last_index:
                     self.timeline.append(index, np.asarray(feats, dtype=np.float32))
@@ -237,6 +294,7 @@ class Engine:
             else:
                 tempo, phase = m.tempo, self._phase_at(music_time)
                 dancing = (not m.silent) and m.confidence >= (0.25 if self.weight > 0 else 0.5)
+            dancing = dancing and self._failed_index is None  # no units: idle groove, not a frozen pose
             if dancing and self.enter_at is None:
                 # Re-enter on the beat: the next unit starts on the next predicted beat.
                 if phase is not None:

@@ -131,7 +131,12 @@ class LiveRunner:
             try:
                 self.engine.plan()
             except Exception:  # noqa: BLE001 - keep dancing on the units we have
-                log.exception("unit generation failed; retrying")
+                # Engine.plan handles model failures itself; this is the last
+                # net, logged once and counted (it used to log every frame).
+                self.stats.errors += 1
+                if self.stats.errors == 1:
+                    log.exception("unit generation failed; retrying at the next wake-up")
+                self.stopped.wait(0.1)
 
     def _frames(self) -> None:
         period = 1.0 / self.fps
