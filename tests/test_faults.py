@@ -44,18 +44,39 @@ MIN_FPS = 54.0
 
 INJECTED: Counter[str] = Counter()
 SURVIVED: Counter[str] = Counter()
+FAILED: Counter[str] = Counter()
+#: Why each case of the running test failed; the test fails at its end if any did.
+_FAILED_NOW: list[str] = []
 
 
 class _FaultSummary:
-    """A pytest plugin registered by the fixture below: prints the totals."""
+    """A pytest plugin registered by the fixture below: fails a test whose
+    fault cases failed (after all of them were checked) and prints the totals."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item):  # noqa: ANN201 - pluggy wrapper
+        if getattr(getattr(item, "module", None), "fault", None) is not fault:
+            return (yield)
+        _FAILED_NOW.clear()
+        try:
+            result = yield
+        except pytest.skip.Exception:
+            raise
+        except BaseException:
+            # Failed outside its fault blocks (e.g. before them): count that too.
+            FAILED[f"{item.name} (failed outside its fault checks)"] += 1
+            raise
+        if _FAILED_NOW:
+            pytest.fail("fault cases failed:\n" + "\n".join(_FAILED_NOW), pytrace=False)
+        return result
 
     def pytest_terminal_summary(self, terminalreporter) -> None:  # noqa: ANN001 - pytest's object
-        if not INJECTED:
+        if not INJECTED and not FAILED:
             return
-        total, ok = sum(INJECTED.values()), sum(SURVIVED.values())
-        terminalreporter.write_sep("=", f"livedance faults: {ok}/{total} survived")
-        for name in INJECTED:
-            terminalreporter.write_line(f"  {SURVIVED[name]}/{INJECTED[name]}  {name}")
+        total, ok, bad = sum(INJECTED.values()), sum(SURVIVED.values()), sum(FAILED.values())
+        terminalreporter.write_sep("=", f"livedance faults: {ok}/{total} survived, {bad} failed")
+        for name in INJECTED | FAILED:
+            terminalreporter.write_line(f"  {SURVIVED[name]} survived, {FAILED[name]} failed of {INJECTED[name]}  {name}")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -68,10 +89,38 @@ def _fault_summary(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @contextmanager
 def fault(name: str, count: int = 1) -> Iterator[None]:
-    """Inject ``count`` faults of a kind; they count as survived if the block passes."""
+    """Inject ``count`` faults of a kind: survived if the block passes, else
+    failed. A failed block does not stop the test, so every case is counted;
+    the test fails at its end if any case failed."""
     INJECTED[name] += count
-    yield
-    SURVIVED[name] += count
+    try:
+        yield
+    except AssertionError as exc:
+        FAILED[name] += count
+        _FAILED_NOW.append(f"{name}: {str(exc)[:2000]}")
+    else:
+        SURVIVED[name] += count
+
+
+def test_the_tally_counts_failed_cases_and_fails_the_test(tmp_path: Path):
+    """A failed case is counted as failed (not left out), the cases after it
+    still run and count, and the test fails."""
+    (tmp_path / "test_tally.py").write_text(
+        "from test_faults import fault, _fault_summary\n"
+        "def test_three():\n"
+        "    with fault('a'):\n        assert True\n"
+        "    with fault('b', 2):\n        assert 1 == 2, 'b broke'\n"
+        "    with fault('c'):\n        assert True\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_tally.py")],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])},
+    )
+    assert r.returncode == 1, r.stdout[-3000:]
+    assert "livedance faults: 2/4 survived, 2 failed" in r.stdout, r.stdout[-3000:]
+    assert "0 survived, 2 failed of 2  b" in r.stdout and "1 survived, 0 failed of 1  c" in r.stdout
+    assert "b broke" in r.stdout and "1 failed" in r.stdout
 
 
 # -- real parts ---------------------------------------------------------------------
@@ -295,8 +344,8 @@ RATES = [(8000, 1), (22050, 2), (44100, 6), (96000, 2), (192000, 6), (48000, 1)]
 
 
 def test_sample_rate_and_channel_changes_between_files(model, tmp_path: Path):
-    with fault("sample-rate/channel change between files (8k..192k, mono/stereo/5.1)", len(RATES)):
-        for k, (rate, channels) in enumerate(RATES):
+    for k, (rate, channels) in enumerate(RATES):
+        with fault("sample-rate/channel change between files (8k..192k, mono/stereo/5.1)"):
             mono = music(6.0, rate, seed=10 + k)
             audio = np.stack([mono * (1.0 - 0.1 * c) for c in range(channels)], axis=1)
             path = write(tmp_path / f"r{rate}_{channels}.wav", audio, rate)
@@ -347,9 +396,10 @@ def test_live_bad_audio_rate_changes_and_signals_mid_recording(tmp_path: Path):
         for p in procs:
             if p.proc.poll() is None:
                 p.finish(signal.SIGKILL)
-    with fault("live: NaN/inf/DC/clipping/silence/noise + 192 kHz 5.1 + 8 kHz mono", 3), \
-            fault("SIGTERM/SIGINT mid-recording (.npz, .bvh, .pkl)", 3):
-        for (name, _, ext, sig), p, code in zip(runs, procs, codes):
+    kinds = {"hostile": "NaN/inf/DC/clipping/silence/noise", "192k-5.1": "192 kHz 5.1", "8k-mono": "8 kHz mono"}
+    for (name, _, ext, sig), p, code in zip(runs, procs, codes):
+        # Each run is two faults at once (its audio, and a signal mid-recording).
+        with fault(f"live {kinds[name]} + {signal.Signals(sig).name} mid-recording ({ext})", 2):
             assert code == 0, (name, p.stderr[-3000:])
             assert "Traceback" not in p.stderr, p.stderr[-3000:]
             assert rates[name] >= MIN_FPS, (name, rates[name])
@@ -375,7 +425,7 @@ def test_unreachable_and_stalled_receivers_do_not_slow_the_frame_clock(song: Pat
     nobody.close()  # the port is now closed: sends get ECONNREFUSED
     rec = tmp_path / "r.npz"
     seconds = 8.0
-    with fault("OSC receiver stalls (never reads)"), fault("VMC receiver unreachable (no listener)"):
+    with fault("OSC receiver stalls (never reads) + VMC receiver unreachable (no listener)", 2):
         r = subprocess.run(
             [*PY, "perform", "--no-window", "--input", str(song), "--seconds", str(seconds),
              "--osc", f"127.0.0.1:{stalled.getsockname()[1]}", "--vmc", f"127.0.0.1:{dead_port}",
@@ -568,9 +618,10 @@ def test_bad_checkpoints_are_one_line_errors(song: Path, tmp_path: Path):
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=180)
         results[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-    with fault("corrupt/truncated/mismatched/tampered checkpoint", len(cases)):
-        for name, (_, words) in cases.items():
+    for name, (_, words) in cases.items():
+        with fault(f"bad checkpoint: {name}"):
             one_line_error(results[name], *words)
+    with fault("bad checkpoint: no recording left behind"):
         assert not (tmp_path / "never.npz").exists()
 
 
