@@ -23,7 +23,7 @@ DEMO_CLIP = Path(__file__).resolve().parents[1] / "assets" / "demo.ogg"
 def apply_engine_args(args: argparse.Namespace, settings: Settings) -> None:
     """Fold the engine flags shared by perform and dance into the settings."""
     es = settings.engine
-    for flag, field in (("seed", "seed"), ("dancers", "dancers"), ("checkpoint", "checkpoint")):
+    for flag, field in (("seed", "seed"), ("dancers", "dancers"), ("checkpoint", "checkpoint"), ("compute", "compute")):
         value = getattr(args, flag, None)
         if value is not None:
             setattr(es, field, value)
@@ -39,13 +39,18 @@ def build_engine(settings: Settings, controls: Any = None) -> Any:
 
     from livedance.live.engine import Engine
     from livedance.model.checkpoint import load_checkpoint
+    from livedance.model.device import resolve_compute
     from livedance.music.features import warm_up
 
-    # One thread: the model is small, and a second core is better spent on
-    # audio and rendering than on intra-op parallelism (it also keeps
-    # results bit-identical run to run).
-    torch.set_num_threads(1)
-    model = load_checkpoint(settings.engine.checkpoint)  # first: a bad checkpoint fails before the slow warm-up
+    device = resolve_compute(settings.engine.compute)
+    if device.type == "cpu":
+        # One thread: the model is small, and a second core is better spent on
+        # audio and rendering than on intra-op parallelism (it also keeps
+        # results bit-identical run to run). On a GPU torch's CPU threads
+        # only feed it, and the CPU fall-back keeps torch's default.
+        torch.set_num_threads(1)
+    model = load_checkpoint(settings.engine.checkpoint, device)  # first: a bad checkpoint fails before the slow warm-up
+    log.info("dance model on %s", device)
     warm_up()
     engine = Engine(settings, model, controls)
     engine.plan()  # first unit now: torch's first call is slow
@@ -100,12 +105,14 @@ def _has_display() -> bool:
 
 
 def _sinks(args: argparse.Namespace, settings: Settings) -> list[Any]:
+    """The frame sinks asked for by flags, or else by the [osc] settings (a
+    kiosk's config file turns OSC/VMC on without flags)."""
     sinks: list[Any] = []
-    if args.osc:
+    if args.osc or settings.osc.out:
         from livedance.outputs.osc import OscSender
 
         sinks.append(OscSender.from_settings(settings.osc, args.osc))
-    if args.vmc:
+    if args.vmc or settings.osc.vmc:
         from livedance.outputs.vmc import VmcSender
 
         sinks.append(VmcSender.from_settings(settings.osc, args.vmc))
@@ -139,7 +146,7 @@ def run_perform(args: argparse.Namespace, settings: Settings) -> int:
     with ExitStack() as stack:
         source = open_source(settings.audio, args.input, realtime=True, play=args.play)
         sinks = _sinks(args, settings)
-        if args.control:
+        if args.control or settings.osc.control:
             from livedance.live.osc_control import ControlServer
 
             # Listens from construction on (its thread starts in __init__; there
@@ -193,19 +200,19 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         ns = argparse.Namespace(
             input=clip, device=None, play=True, seconds=None, osc=args.osc, vmc=None, control=None,
             window=True, fullscreen=False, kiosk=False, record=None, video=None,
-            checkpoint=None, seed=None, dancers=None, latency=None,
+            checkpoint=None, seed=None, dancers=None, latency=None, compute=args.compute,
         )
         return run_perform(ns, settings)
     print(f"no display: dancing to {DEMO_CLIP.name} in real time, streaming OSC to {args.osc} ...")
     ns = argparse.Namespace(
         input=clip, device=None, play=False, seconds=None, osc=args.osc, vmc=None, control=None,
         window=False, fullscreen=False, kiosk=False, record=str(out / "demo.npz"), video=None,
-        checkpoint=None, seed=None, dancers=None, latency=None,
+        checkpoint=None, seed=None, dancers=None, latency=None, compute=args.compute,
     )
     run_perform(ns, settings)
     dance_ns = argparse.Namespace(
         song=clip, output=str(out / "demo.bvh"), video=str(out / "demo.mp4"),
-        checkpoint=None, seed=None, dancers=None, latency=None,
+        checkpoint=None, seed=None, dancers=None, latency=None, compute=args.compute,
     )
     run_dance(dance_ns, settings)
     print(f"demo done: watch {out / 'demo.mp4'}")
@@ -241,6 +248,7 @@ def add_arguments(sub: Any, add_command: Any) -> None:
     m = add_command(sub, "demo", "livedance.live.commands:run_demo", "dance to the bundled clip (window, or video without a display)")
     m.add_argument("--out", default="out", help="folder for the headless demo's files (default: out)")
     m.add_argument("--osc", default="127.0.0.1:9000", metavar="HOST:PORT", help="where the demo streams OSC")
+    add_compute_flag(m)
 
 
 def _engine_flags(p: argparse.ArgumentParser) -> None:
@@ -248,3 +256,10 @@ def _engine_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="random seed (same seed, same dance)")
     p.add_argument("--dancers", type=int, help="number of dancers")
     p.add_argument("--latency", type=float, metavar="MS", help="output latency to compensate, milliseconds")
+    add_compute_flag(p)
+
+
+def add_compute_flag(p: argparse.ArgumentParser) -> None:
+    """``--compute``: where the dance model runs (``--device`` is the audio input)."""
+    p.add_argument("--compute", metavar="auto|cpu|cuda[:N]",
+                   help="where the dance model runs (default: engine.compute = auto, a CUDA GPU when torch sees one)")
