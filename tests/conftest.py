@@ -1,5 +1,10 @@
 """Shared fixtures.
 
+``SHARED_DATA`` / ``shared_data(*parts)``: the real motion, music and beat
+data that sits beside the repository at ``../shared/data`` (never committed
+to it); ``shared_data`` skips the test, saying what is missing, where the
+checkout has none.
+
 ``pulse_sink``: a real virtual audio device for the whole session. It starts
 a PulseAudio daemon if none is running, loads a null sink, makes it (and its
 monitor source) the default, and keeps a silent stream playing into it, so
@@ -16,9 +21,22 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+
+#: The shared data folder, a sibling of the repository root: ``<root>/../shared/data``.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    """``SHARED_DATA / parts``; skips the calling test when that is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not present: {path} (a checkout without ../shared/data)")
+    return path
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import shared_data
+
 from livedance import skeleton as sk
 from livedance.errors import UserError
 from livedance.motion.aistpp import load_aistpp, parse_name, save_aistpp
@@ -11,9 +13,6 @@ from livedance.motion.clip import place_on_floor
 from livedance.motion.io import load_motion, save_motion
 from livedance.motion.kinematic_beats import estimate_tempo
 from livedance.motion.synthetic import synthetic_dance
-
-AIST_MOTIONS = Path("/work/shared/data/aistpp-sample/motions")
-
 
 def write_published_format(path: Path, poses: np.ndarray, trans_m: np.ndarray, scaling: float) -> None:
     """An AIST++ motion pkl exactly as the dataset ships them (float32, cm-like scaled trans)."""
@@ -68,9 +67,9 @@ def test_wrong_pkl_is_a_one_line_user_error(tmp_path):
 
 
 def test_real_aistpp_sample():
-    files = sorted(AIST_MOTIONS.glob("*.pkl")) if AIST_MOTIONS.is_dir() else []
-    if not files:
-        pytest.skip(f"AIST++ sample motions not present at {AIST_MOTIONS}")
+    motions = shared_data("aistpp-sample", "motions")
+    files = sorted(motions.glob("*.pkl"))
+    assert files, f"no AIST++ motion .pkl in {motions}"
     for path in files:
         clip = place_on_floor(load_aistpp(path))
         joints = clip.joints()

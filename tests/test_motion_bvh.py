@@ -3,15 +3,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import SHARED_DATA, shared_data
+
 from livedance import skeleton as sk
 from livedance.errors import UserError
 from livedance.motion.bvh import read_bvh, smpl_from_bvh, write_smpl_bvh
 from livedance.motion.retarget import CMU_ASF, CMU_CGSPEED, JointMap, detect_joint_map, retarget
 from livedance.motion.synthetic import synthetic_dance
 
-DATA = Path("/work/shared/data")
-SALSA = DATA / "cmu-mocap-salsa-bvh"
-MODERN = DATA / "cmu-mocap-modern-dance-05-bvh"
+SALSA = SHARED_DATA / "cmu-mocap-salsa-bvh"
+MODERN = SHARED_DATA / "cmu-mocap-modern-dance-05-bvh"
 
 
 def random_motion(n: int = 40, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -98,9 +99,8 @@ def test_retargeted_cmu_joints_match_the_source(path, joint_map, bound):
     """Positions of the retargeted SMPL joints vs the source's anchor points
     (scaled to SMPL's leg length): the residual is the two bodies' differing
     proportions (CMU torsos are shorter relative to the legs), so legs match
-    to ~3 cm and the mean over all joints is bounded as in the README."""
-    if not path.exists():
-        pytest.skip(f"CMU mocap data not present at {path}")
+    to ~3 cm and the mean over all joints is bounded as in docs/model.md."""
+    path = shared_data(*path.relative_to(SHARED_DATA).parts)
     result = retarget(read_bvh(path))
     assert result.joint_map is joint_map
     err = np.linalg.norm(result.clip.joints() - result.anchors, axis=-1)  # (N, 24)

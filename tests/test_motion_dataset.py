@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import shared_data
+
 from livedance import skeleton as sk
 from livedance.errors import UserError
 from livedance.motion import dataset as ds
@@ -12,9 +14,6 @@ from livedance.motion.aistpp import save_aistpp
 from livedance.motion.bvh import write_smpl_bvh
 from livedance.motion.dataset import assign_splits, load_unit_dataset
 from livedance.motion.synthetic import synthetic_dance
-
-DATA = Path("/work/shared/data")
-
 
 @pytest.fixture(scope="module")
 def motion_tree(tmp_path_factory) -> Path:
@@ -141,11 +140,9 @@ def test_bad_files_are_user_errors(tmp_path):
 
 
 def test_real_shipped_data_subset(tmp_path):
-    roots = [DATA / "cmu-mocap-modern-dance-05-bvh" / f"05_0{i}.bvh" for i in (1, 2)]
-    roots += [DATA / "cmu-mocap-salsa-bvh" / "61_follow" / "61_03_scaled.bvh"]
-    roots += [DATA / "aistpp-sample" / "motions" / "gBR_sBM_cAll_d04_mBR2_ch08.pkl"]
-    if not all(r.exists() for r in roots):
-        pytest.skip("shipped motion data not present under /work/shared/data")
+    roots = [shared_data("cmu-mocap-modern-dance-05-bvh", f"05_0{i}.bvh") for i in (1, 2)]
+    roots += [shared_data("cmu-mocap-salsa-bvh", "61_follow", "61_03_scaled.bvh")]
+    roots += [shared_data("aistpp-sample", "motions", "gBR_sBM_cAll_d04_mBR2_ch08.pkl")]
     data = load_unit_dataset(roots, cache_dir=tmp_path)
     assert data.style_names == ["break", "modern", "salsa"]
     assert np.all((data.tempo > 40) & (data.tempo < 260))

@@ -1,4 +1,4 @@
-"""Security of the input surfaces (README "Security and threat model").
+"""Security of the input surfaces (docs/security.md).
 
 A checkpoint is untrusted input: a pickle whose ``__reduce__`` runs code must
 be refused without running it. The payload here is harmless (it would create

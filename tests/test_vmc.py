@@ -139,7 +139,7 @@ def test_vmc_datagrams_fit_the_lan_mtu():
 
 
 def test_handedness_formula_matches_the_documentation():
-    """README/vmc.py promise positions (-x, y, z) and quaternions (x, -y, -z, w)."""
+    """docs/osc.md and vmc.py promise positions (-x, y, z) and quaternions (x, -y, -z, w)."""
     from livedance.outputs.vmc import UNITY
 
     rng = np.random.default_rng(9)

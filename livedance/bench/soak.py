@@ -9,7 +9,7 @@ memory): drum tracks from :func:`livedance.music.synth.drum_track` at
 70-170 BPM with every pattern and kit, a tempo change inside every chunk,
 breaks, swing, noise and reverb, and now and then a minute of silence or of
 loud noise. It runs for ``--seconds`` of wall time (default 30; the figures in
-the README use 120) and reports:
+docs/kiosk.md use 600) and reports:
 
 * ``hours_simulated`` and ``simulated_per_wall`` (the speed-up);
 * ``rss_growth_mb_after_warmup``: peak resident memory (VmRSS, from

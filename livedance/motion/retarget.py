@@ -17,7 +17,7 @@ and vectorised over frames:
 Bone *lengths* stay SMPL's: the motion is scaled by the ratio of leg lengths
 (unit-free, so inches, centimetres and CMU's odd ASF units all work), so
 joint positions match the source's up to the two bodies' proportions (the
-mean error is measured in the tests and reported in the README).
+mean error is measured in the tests and reported in docs/model.md).
 
 Axes: the world up axis is detected from the motion (the direction from
 pelvis to neck, averaged over the take, snapped to a file axis), so y-up and

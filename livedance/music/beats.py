@@ -336,8 +336,8 @@ class BeatTracker:
         a, a_half, a2, a4 = np.maximum(interp, 0.0, out=interp).reshape(4, -1)
         # A(L/2) backs candidates whose half period is periodic too: with 8th
         # notes (hats) around, it keeps the beat from being taken for them.
-        # The weight and prior were fitted on the synthetic patterns (see the
-        # README): plain A(L) x prior picks the 8th or half-note level too often.
+        # The weight and prior were fitted on the synthetic patterns (see
+        # docs/engine.md): plain A(L) x prior picks the 8th or half-note level too often.
         meter = a2 + a4
         score = (a + s.harmonic_weight * a_half + s.meter_weight * meter) * self._prior
         self._score = score  # (for _rival)

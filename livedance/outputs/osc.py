@@ -1,7 +1,7 @@
 """OSC output, livedance scheme: every frame's pose and music state as OSC
 bundles, for TouchDesigner, Resolume, Max, Unity and the like.
 
-The scheme (the README's "OSC reference" is the user-facing copy):
+The scheme (docs/osc.md is the user-facing copy):
 
     /livedance/frame          i index, f time          frame counter, music time (s)
     /livedance/dancers        i count

@@ -209,7 +209,7 @@ class Shortcut:
     help: str
 
 
-#: Viewer keys (documented in the README and the HUD help line).
+#: Viewer keys (documented in docs/performing.md and the HUD help line).
 SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("H", "HUD on/off"),
     Shortcut("F", "fullscreen on/off (also F11)"),
