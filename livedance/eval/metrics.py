@@ -1,6 +1,7 @@
 """Dance quality metrics on world joint positions (N, 24, 3), metres, y up.
 
-Beat alignment lives in ``livedance.motion.kinematic_beats`` (one definition
+Beat alignment lives in ``livedance.motion.kinematic_beats`` and foot skating,
+frame jumps and jerk in ``livedance.motion.envelope`` (one definition each
 for the whole project); this module holds the rest.
 """
 
@@ -9,12 +10,15 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
+from livedance.motion.envelope import foot_skating, frame_jumps, jerk_magnitudes, resample_joints
 from livedance.skeleton import JOINT_INDEX as J
+
+# Foot skating and frame jumps are measured with the envelope's own functions
+# (one ruler for data, engine and eval); re-exported here for the eval report.
+__all__ = ["diversity", "foot_contact_score", "foot_skating", "frame_jumps", "frechet_distance", "jitter", "normalise_pair"]
 
 #: EDGE's physical foot contact score is defined on 30 fps motion.
 PFC_FPS = 30.0
-#: A foot within this height of the floor counts as in contact (m).
-CONTACT_HEIGHT = 0.05
 
 
 def normalise_pair(reference: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -42,16 +46,6 @@ def diversity(feats: np.ndarray) -> float:
     return float(d.sum() / (n * (n - 1)))
 
 
-def _resample(joints: np.ndarray, fps: float, target: float) -> np.ndarray:
-    if abs(fps - target) < 1e-9:
-        return joints
-    n = int(np.floor((len(joints) - 1) * target / fps)) + 1
-    t = np.arange(n) * fps / target
-    i = np.clip(np.floor(t).astype(int), 0, len(joints) - 2)
-    f = (t - i)[:, None, None]
-    return joints[i] * (1 - f) + joints[i + 1] * f
-
-
 def foot_contact_score(joints: np.ndarray, fps: float) -> float:
     """EDGE's physical foot contact score (Tseng et al., CVPR 2023), lower is better.
 
@@ -61,7 +55,7 @@ def foot_contact_score(joints: np.ndarray, fps: float) -> float:
     ankle and toe), left times right: a body that accelerates while neither
     foot is planted scores high. Computed at 30 fps, mean x 10^4 as EDGE.
     """
-    p = _resample(joints, fps, PFC_FPS)
+    p = resample_joints(joints, fps, PFC_FPS)
     root_v = np.diff(p[:, J["pelvis"]], axis=0)
     root_a = np.diff(root_v, axis=0)
     root_a[:, 1] = np.maximum(root_a[:, 1], 0.0)
@@ -73,27 +67,8 @@ def foot_contact_score(joints: np.ndarray, fps: float) -> float:
     return float((a * left * right).mean() * 1e4)
 
 
-def foot_skating(joints: np.ndarray, fps: float) -> float:
-    """Mean horizontal speed (m/s) of feet while in contact with the floor.
-
-    Contact: the foot joint within CONTACT_HEIGHT of the floor, the floor
-    being the 5th percentile of foot heights over the motion.
-    """
-    feet = joints[:, [J["left_foot"], J["right_foot"]]]  # (N, 2, 3)
-    floor = np.percentile(feet[..., 1], 5)
-    v = np.linalg.norm(np.diff(feet[..., [0, 2]], axis=0), axis=-1) * fps  # (N-1, 2)
-    contact = feet[:-1, :, 1] < floor + CONTACT_HEIGHT
-    return float(v[contact].mean()) if contact.any() else 0.0
-
-
 def jitter(joints: np.ndarray, fps: float) -> float:
     """Mean joint jerk magnitude, m/s^3 (third difference of positions)."""
     if len(joints) < 4:
         return 0.0
-    jerk = np.diff(joints, n=3, axis=0) * fps**3
-    return float(np.linalg.norm(jerk, axis=-1).mean())
-
-
-def frame_jumps(joints: np.ndarray) -> np.ndarray:
-    """(N-1,) largest single-joint displacement between consecutive frames, metres."""
-    return np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(-1)
+    return float(jerk_magnitudes(joints, fps).mean())

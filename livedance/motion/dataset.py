@@ -255,7 +255,7 @@ def _units_of(clip: MotionClip, joints: np.ndarray, bpm: float | None, src: Sour
     return parts
 
 
-def _take_tempo(srcs: list[SourceFile], joints: list[np.ndarray]) -> float | None:
+def take_tempo(srcs: list[SourceFile], joints: list[np.ndarray]) -> float | None:
     """The take's tempo when it is known (AIST++ music ID) or can be pooled
     over several performers dancing to the same music; None = per clip."""
     name = aistpp.parse_name(srcs[0].path.stem) if srcs[0].path.suffix == ".pkl" else None
@@ -314,7 +314,7 @@ def _build(sources: list[SourceFile], progress: bool) -> UnitDataset:
             clips = [load_clip(src.path) for src in srcs]
             joints = [c.joints() for c in clips]
             try:
-                bpm = _take_tempo(srcs, joints)
+                bpm = take_tempo(srcs, joints)
             except ValueError as exc:
                 log.warning("take %s: skipped (%s)", take, exc)
                 bar.update(len(srcs))
