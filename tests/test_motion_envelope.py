@@ -157,3 +157,30 @@ def test_envelope_of_real_takes():
         assert 0.02 < s.median("displacement") < 0.5
         assert 0.5 < s.median("beat_speed_ratio") < 1.2
         assert s.median("peak_ratio") > 1.0
+
+
+def test_shipped_checkpoint_carries_the_envelope_of_its_training_data():
+    from livedance.model.checkpoint import load_checkpoint
+
+    model = load_checkpoint()
+    env = model.envelope
+    assert env is not None
+    assert set(env.styles) == set(model.style_names)
+    salsa = env.styles["salsa"]
+    assert salsa.takes == 28  # both partners of the 14 CMU salsa takes
+    assert 70 < salsa.tempo.p50 < 100  # salsa was danced around 86 BPM, not club tempo
+    assert 1.0 < salsa.median("speed") < 1.6
+
+
+def test_checkpoint_without_envelope_still_loads(tmp_path):
+    """Checkpoints from before the envelope load with ``envelope = None`` (the engine
+    falls back); a damaged envelope is a one-line error, not a traceback."""
+    from livedance.errors import UserError
+    from livedance.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+
+    payload = read_checkpoint()
+    old = {k: v for k, v in payload.items() if k != "envelope"}
+    assert load_checkpoint(save_checkpoint(tmp_path / "old.pt", old)).envelope is None
+    bad = dict(payload, envelope={"styles": {"salsa": {"takes": 1}}})
+    with pytest.raises(UserError, match="unreadable envelope"):
+        load_checkpoint(save_checkpoint(tmp_path / "bad.pt", bad))

@@ -15,6 +15,8 @@ A checkpoint is a plain nested dict saved with ``torch.save`` and read with
     start_styles    (S,) style id of each start pose
     style_names     list of str (style id -> name)
     meta            training metadata (command, data, steps, seconds, metrics, ...)
+    envelope        the realism envelope of the training takes (MotionEnvelope.to_dict()),
+                    optional: older files have none and load with ``model.envelope = None``
     weights         {"vae.<param>": tensor, "composer.<param>": tensor}
     sha256          SHA-256 of everything above, canonically serialised
 
@@ -42,6 +44,7 @@ from livedance.model.composer import Composer, ComposerConfig
 from livedance.model.context import DescriptorStats
 from livedance.model.dance import DanceModel, NormStats
 from livedance.model.vae import UnitVAE, UnitVAEConfig
+from livedance.motion.envelope import MotionEnvelope
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +107,7 @@ def make_payload(
     start_styles: np.ndarray | None = None,
     composer: Composer | None = None,
     descriptors: DescriptorStats | None = None,
+    envelope: MotionEnvelope | None = None,
 ) -> Payload:
     """Assemble a checkpoint dict (not yet hashed) from trained parts."""
     weights = {f"vae.{k}": v.detach().cpu().clone() for k, v in vae.state_dict().items()}
@@ -124,6 +128,7 @@ def make_payload(
         ),
         "style_names": list(style_names),
         "meta": meta,
+        "envelope": envelope.to_dict() if envelope is not None else None,
         "weights": weights,
     }
 
@@ -219,6 +224,17 @@ def build_vae(data: Payload, p: Path) -> UnitVAE:
     return vae.eval()
 
 
+def envelope_of(data: Payload, p: Path) -> MotionEnvelope | None:
+    """The checkpoint's realism envelope; None for files made before it was stored."""
+    env = data.get("envelope")
+    if env is None:
+        return None
+    try:
+        return MotionEnvelope.from_dict(env)
+    except (TypeError, KeyError, ValueError) as exc:
+        raise UserError(f"checkpoint {p} has an unreadable envelope ({exc}); rerun scripts/add_envelope.py or retrain it") from None
+
+
 def model_from_payload(data: Payload, p: Path) -> DanceModel:
     """A :class:`DanceModel` from a verified full payload."""
     if data.get("kind") != "full" or data.get("composer_config") is None or data.get("descriptors") is None:
@@ -243,6 +259,7 @@ def model_from_payload(data: Payload, p: Path) -> DanceModel:
         data["start_styles"].numpy(),
     )
     model.meta = dict(data.get("meta") or {})
+    model.envelope = envelope_of(data, p)
     return model.eval()
 
 

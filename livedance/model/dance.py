@@ -25,6 +25,7 @@ from livedance.model.beat_align import accent_beats, align_beats, unclear_beats
 from livedance.model.composer import Composer, LSTMState
 from livedance.model.context import ANY_STYLE, DescriptorStats, MusicContext
 from livedance.model.vae import UnitVAE
+from livedance.motion.envelope import MotionEnvelope
 from livedance.motion.foot_plant import plant_feet
 
 #: Frames over which a unit's start is eased onto the previous unit's end.
@@ -115,6 +116,9 @@ class DanceModel(nn.Module):
         self.foot_plant = FOOT_PLANT
         #: Training metadata of the checkpoint it came from (command, steps, validation).
         self.meta: dict[str, Any] = {}
+        #: The real dance's envelope per style (``livedance.motion.envelope``), from the
+        #: checkpoint; None for checkpoints made before it was stored.
+        self.envelope: MotionEnvelope | None = None
         self.eval()
 
     @property

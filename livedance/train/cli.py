@@ -77,10 +77,22 @@ def run(args: argparse.Namespace, settings: object) -> int:
             vae_cfg = read_checkpoint(args.units)["vae_config"]
             model_cfg = ComposerConfig(move_dim=vae_cfg["move_dim"], init_dim=vae_cfg["init_dim"],
                                        n_styles=len(data.style_names), hidden=args.hidden)
+        envelope = None
+        if not _synthetic(args.data):
+            from livedance.motion.envelope import measure_envelope
+
+            # The same takes the units came from, measured in real time (the
+            # units themselves are tempo-free): what the engine must stay inside.
+            envelope = measure_envelope(args.data, progress=not args.no_progress)
         result = train_composer(data, args.units, args.out, cfg, model_cfg, window=args.window, resume=args.resume,
-                                log_dir=args.log_dir, meta=meta, progress=not args.no_progress)
+                                log_dir=args.log_dir, meta=meta, progress=not args.no_progress, envelope=envelope)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun only rank 0 reports
     summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.items()))
     print(f"wrote {args.out}" + (f" ({summary})" if summary else ""))
     return 0
+
+
+def _synthetic(specs: list[str]) -> bool:
+    """``--data synthetic[:SEED]``: no real takes to measure an envelope on."""
+    return len(specs) == 1 and specs[0].split(":")[0] == "synthetic"

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from livedance.errors import UserError
 from livedance.model.checkpoint import build_vae, make_payload, read_checkpoint, save_checkpoint
+from livedance.motion.envelope import MotionEnvelope
 from livedance.model.composer import Composer, ComposerConfig, ComposerLossWeights
 from livedance.model.context import ANY_STYLE, CONTEXT_DIM, DescriptorStats
 from livedance.model.critics import DescriptorRegressor, TransitionCritic, lsgan_d_loss, lsgan_g_loss
@@ -141,8 +142,10 @@ def train_composer(
     log_dir: Path | None = None,
     meta: dict[str, Any] | None = None,
     progress: bool = True,
+    envelope: MotionEnvelope | None = None,
 ) -> dict[str, float]:
-    """Train the composer against the frozen VAE of ``units_checkpoint``; write a full checkpoint to ``out``."""
+    """Train the composer against the frozen VAE of ``units_checkpoint``; write a full checkpoint to ``out``
+    (with ``envelope``, the real takes' realism envelope, for the engine and the benchmarks)."""
     info, device = common.setup(cfg)
     w = weights or ComposerLossWeights()
     payload = read_checkpoint(units_checkpoint)
@@ -198,6 +201,7 @@ def train_composer(
             style_names=list(data.style_names),
             composer=composer.cpu(),
             descriptors=stats,
+            envelope=envelope,
             meta={**(meta or {}), "stage": "composer", "units_meta": payload.get("meta"), "step": session.step,
                   "final": session.final, "seconds": round(session.stopwatch.seconds, 1),
                   "windows": int(len(train_seq.windows)), "val": last_val, "config": cfg.to_dict(), "world": info.world},
