@@ -96,6 +96,7 @@ class EngineSettings:
     energy_bias: float = 0.0
     stage_radius: float = 1.5  # metres; dancers stay within this circle
     checkpoint: str | None = None  # None = the shipped checkpoint
+    compute: str = "auto"  # where the dance model runs: auto (CUDA GPU if torch sees one, else CPU), cpu, cuda, cuda:N
 
 
 @dataclass

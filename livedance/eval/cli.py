@@ -16,9 +16,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--temperature", type=float, default=1.0, help="composer sampling temperature (default 1.0)")
     p.add_argument("--cache", type=Path, metavar="DIR", help="dataset cache folder")
+    p.add_argument("--compute", metavar="auto|cpu|cuda[:N]",
+                   help="where the model runs (default: engine.compute = auto, a CUDA GPU when torch sees one)")
 
 
 def run(args: argparse.Namespace, settings: object) -> int:
     from livedance.eval.report import run_eval
 
+    if args.compute is None:
+        args.compute = settings.engine.compute  # type: ignore[attr-defined]
     return run_eval(args)

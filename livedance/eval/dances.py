@@ -126,7 +126,7 @@ def generated_dances(model: DanceModel, plan: list[Script], seed: int, temperatu
             ctx = MusicContext(tempo_bpm=s.tempo[k], energy=s.energy[k], busyness=s.busyness[k], style=int(s.style[k]))
             feats, state = model.next_unit(state, ctx, temperature)
             units.append(feats[0])
-            codes.append(state.prev_move[0].numpy())
+            codes.append(state.prev_move[0].cpu().numpy())
         d = render(np.stack(units), s.tempo)
         d.codes = np.stack(codes)
         out.append(d)

@@ -153,8 +153,8 @@ def _plots(out: Path, scores: dict[str, SystemScores], sets: dict[str, list[Danc
 
     idx = np.concatenate([split_indices(data, s) for s in HELD_OUT])
     with torch.no_grad():
-        x = model.normalise(torch.as_tensor(np.asarray(data.units)[idx]))
-        real = model.vae.move_encoder(x).mu.numpy()
+        x = model.normalise(torch.as_tensor(np.asarray(data.units)[idx], device=model.device))
+        real = model.vae.move_encoder(x).mu.cpu().numpy()
     gen = np.concatenate([d.codes for d in sets["generated"] if d.codes is not None])
     mu = real.mean(0)
     _, _, vt = np.linalg.svd(real - mu, full_matrices=False)
@@ -225,9 +225,10 @@ def run_eval(args: argparse.Namespace) -> int:
     import torch
 
     from livedance.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+    from livedance.model.device import resolve_compute
     from livedance.train.data import load_data
 
-    model = load_checkpoint(args.checkpoint)
+    model = load_checkpoint(args.checkpoint, resolve_compute(getattr(args, "compute", None) or "auto"))
     data = load_data(args.data, args.cache)
     torch.manual_seed(args.seed)
     scores, sets = evaluate(model, data, args.dances, args.units, args.seed, args.temperature)

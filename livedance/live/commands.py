@@ -31,6 +31,9 @@ def apply_engine_args(args: argparse.Namespace, settings: Settings) -> None:
         es.latency_ms = float(args.latency)
     if es.dancers < 1 or es.dancers > 16:
         raise UserError(f"--dancers {es.dancers} is out of range (use 1 to 16)")
+    from livedance.model.device import resolve_compute
+
+    resolve_compute(es.compute)  # a GPU asked for where there is none fails before anything opens
 
 
 def build_engine(settings: Settings, controls: Any = None) -> Any:

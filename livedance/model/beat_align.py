@@ -101,7 +101,7 @@ def align_beats(feats: torch.Tensor, snap: int = 4) -> torch.Tensor:
     m1 = torch.nan_to_num(m1, nan=float(mid))
     m2 = torch.nan_to_num(m2, nan=float(t))
 
-    f = torch.arange(t, dtype=feats.dtype)[None].expand(b, t)  # new frame index
+    f = torch.arange(t, dtype=feats.dtype, device=feats.device)[None].expand(b, t)  # new frame index
     first = f <= mid
     rate = torch.where(first, m1 / mid, (m2 - m1) / (t - mid))  # old frames per new frame
     tau = torch.where(first, f * rate, m1 + (f - mid) * rate)  # old time of each new frame
@@ -119,12 +119,12 @@ def accent_beats(feats: torch.Tensor, strength: float | torch.Tensor = 0.5) -> t
     averaging similar movements, has that pause blurred, and this restores
     it whatever the movement.
     """
-    s = torch.as_tensor(strength, dtype=feats.dtype).reshape(-1, 1)  # (1 or B, 1): one per unit
+    s = torch.as_tensor(strength, dtype=feats.dtype, device=feats.device).reshape(-1, 1)  # (1 or B, 1): one per unit
     if bool((s <= 0.0).all()):
         return feats
     t = feats.shape[1]
     beat = t // 2
-    f = torch.arange(t, dtype=feats.dtype)[None]
+    f = torch.arange(t, dtype=feats.dtype, device=feats.device)[None]
     u = (f % beat) / beat
     start = f - f % beat
     tau = start + beat * (u - s / (2 * torch.pi) * torch.sin(2 * torch.pi * u))  # old time of each new frame

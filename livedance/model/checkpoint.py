@@ -263,12 +263,19 @@ def model_from_payload(data: Payload, p: Path) -> DanceModel:
     return model.eval()
 
 
-def load_checkpoint(path: str | os.PathLike[str] | None = None) -> DanceModel:
-    """Load a full checkpoint as a ready-to-run :class:`DanceModel` (``None``: the shipped default).
+def load_checkpoint(path: str | os.PathLike[str] | None = None, device: torch.device | str = "cpu") -> DanceModel:
+    """Load a full checkpoint as a ready-to-run :class:`DanceModel` (``None``: the shipped default) on ``device``.
+
+    The file is read onto the CPU whatever device it was saved from
+    (``map_location="cpu"``): its SHA-256 is taken over host bytes anyway,
+    so reading it straight onto a GPU would only copy it back. The built
+    model is then moved to ``device`` once.
 
     Raises:
         UserError: missing, truncated, corrupt, tampered, VAE-only, or made
             for another feature/skeleton contract or format version.
     """
     p = DEFAULT_CHECKPOINT if path is None else Path(path).expanduser()
-    return model_from_payload(read_checkpoint(path), p)
+    model = model_from_payload(read_checkpoint(path), p)
+    model.source = str(p)
+    return model.to(torch.device(device))
