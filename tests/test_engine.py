@@ -258,3 +258,44 @@ def test_styles_the_checkpoint_lacks_are_refused_and_a_failing_model_never_loops
     assert weights[-1] == 0.0
     assert mean_joint_speed(joints[-60:], FPS).mean() > 0.05
     assert np.isfinite(joints).all()
+
+
+def test_changing_the_number_of_dancers_walks_them_never_teleports():
+    """1 -> 4 -> 2 -> 8 dancers while dancing: those who stay never jump (the
+    reset used to move dancer 0 by 1.67 m in a frame), new ones walk in from
+    beyond the stage, leaving ones walk off before they go, and every home
+    spot plus its wander stays within engine.stage_radius (8 dancers spanned 11.2 m)."""
+    from livedance.live.controls import Controls
+
+    settings = Settings()
+    radius = settings.engine.stage_radius
+    controls = Controls.from_settings(settings)
+    eng = build_engine(settings, controls)
+    audio, _ = drum_track(120, 26.0, SR, seed=5)
+    changes = {4.0: 4, 10.0: 2, 16.0: 8}
+    roots: list[np.ndarray] = []
+    for i, f in enumerate(frames_offline(eng, audio, SR, FPS)):
+        count = changes.get(round(i / FPS, 6))
+        if count:
+            controls.apply("dancers", count)
+        roots.append(f.trans[:, [0, 2]].astype(np.float64))
+    counts = np.array([len(r) for r in roots])
+    step_limit = 0.1  # m per frame: the dance's own travel reaches 0.067 (measured, no change); the old jump was 1.67
+    for k in range(1, len(roots)):
+        n = min(len(roots[k]), len(roots[k - 1]))
+        jump = np.hypot(*(roots[k][:n] - roots[k - 1][:n]).T).max()
+        assert jump < step_limit, (k / FPS, jump)
+        if len(roots[k]) > len(roots[k - 1]):  # arrivals start off stage
+            assert np.hypot(*roots[k][n:].T).min() > radius, k / FPS
+        if len(roots[k]) < len(roots[k - 1]):  # departures end off stage
+            assert np.hypot(*roots[k - 1][n:].T).min() > radius, k / FPS
+    # The counts asked for, after the walks; leaving dancers went within ~3 s.
+    t = np.arange(len(roots)) / FPS
+    assert counts[int(3.9 * FPS)] == 1 and counts[int(9.9 * FPS)] == 4 and counts[-1] == 8
+    assert counts[int(13.5 * FPS)] == 2
+    for settled in (int(9.9 * FPS), int(15.9 * FPS), len(roots) - 1):
+        r = np.hypot(*roots[settled].T)
+        assert r.max() <= radius + 1e-6, (t[settled], r.max())
+    last = roots[-1]
+    gaps = np.hypot(*(last[:, None] - last[None]).transpose(2, 0, 1)) + np.eye(len(last)) * 9
+    assert gaps.min() > 0.25, gaps.min()  # close on a small stage, but apart

@@ -42,6 +42,49 @@ DANCER_SPACING = 1.6
 #: With several dancers each keeps within this fraction of the spacing of its
 #: home spot, so they never walk into each other.
 PERSONAL_SPACE = 0.35
+#: Metres per second a dancer walks to a new home spot, onto or off the stage
+#: (the number of dancers changed): a brisk walk, never a jump.
+WALK_SPEED = 1.2
+#: Dancers enter and leave this far beyond the stage's edge (the wings).
+WINGS = 1.0
+
+
+def home_spots(count: int, radius: float) -> tuple[np.ndarray, float]:
+    """Home spots ``(count, 3)`` (y = 0) for ``count`` dancers, and how far each
+    may wander from its spot, so that every dancer stays inside the stage
+    circle of ``radius`` metres.
+
+    A line or a hexagonal cluster, whichever leaves them further apart; spots
+    ``DANCER_SPACING`` apart when the stage is big enough, closer when not.
+    """
+    if count <= 1:
+        return np.zeros((max(count, 1), 3)), radius
+    line = np.stack([np.arange(count) - (count - 1) / 2.0, np.zeros(count)], axis=1)
+    i, j = np.meshgrid(np.arange(-5, 6), np.arange(-5, 6))
+    lattice = np.stack([(i + j / 2.0).ravel(), (j * math.sqrt(3) / 2.0).ravel()], axis=1)
+    order = np.lexsort((lattice[:, 0], lattice[:, 1], np.round(np.hypot(*lattice.T), 6)))
+    hexa = lattice[order[:count]]
+    hexa = hexa - hexa.mean(axis=0)
+    best, best_spacing = line, -1.0
+    for layout in (line, hexa):
+        extent = float(np.hypot(*layout.T).max())
+        spacing = min(DANCER_SPACING, radius / (extent + PERSONAL_SPACE))
+        if spacing > best_spacing + 1e-9:
+            best, best_spacing = layout, spacing
+    spots = np.zeros((count, 3))
+    spots[:, 0], spots[:, 2] = best[:, 0] * best_spacing, best[:, 1] * best_spacing
+    return spots, PERSONAL_SPACE * best_spacing
+
+
+def _wings(spots: np.ndarray, radius: float) -> np.ndarray:
+    """Where dancers bound for (or leaving) ``spots`` stand off stage: the
+    nearer side, level with their spot."""
+    side = np.where(spots[:, 0] > 1e-9, 1.0, np.where(spots[:, 0] < -1e-9, -1.0, np.where(np.arange(len(spots)) % 2, -1.0, 1.0)))
+    out = spots.copy()
+    out[:, 0] = side * (radius + WINGS)
+    return out
+
+
 
 
 @dataclass
@@ -73,7 +116,6 @@ class EngineStats:
     # instead, or (failed) not made at all (the dancer grooves idle meanwhile).
     style_fallbacks: int = 0
     generation_failures: int = 0
-    device_fallbacks: int = 0  # times the model left a failing GPU for the CPU
 
 
 class Engine:
@@ -109,7 +151,6 @@ class Engine:
             # lacks made every unit fail and froze the dancer.
             controls.limit_styles(len(model.style_names))
         self._good_style = ANY_STYLE  # the last style a unit was made in
-        self._last_unit: np.ndarray | None = None  # host copy of the last unit made (for a CPU fall-back)
         self._failed_index: int | None = None  # unit that could not be made (not retried)
         self._failed_version = -1  # controls version when it failed: a change retries
         self._logged: set[str] = set()
@@ -123,8 +164,9 @@ class Engine:
         self.timeline = UnitTimeline()
         self.clock = BeatClock()
         self.composer_state = self.model.new_state(b, self.seed)
-        self.home = np.zeros((b, 3), dtype=np.float64)
-        self.home[:, 0] = (np.arange(b) - (b - 1) / 2.0) * DANCER_SPACING
+        self.home, self.wander = home_spots(b, self.settings.engine.stage_radius)
+        self.home_target = self.home.copy()  # where each home spot is walking to
+        self.wander_now = self.wander  # eases to a new wander radius at walking speed
         self.offset = np.zeros((b, 3), dtype=np.float64)  # position relative to home
         self.yaw = np.zeros(b, dtype=np.float64)
         self.weight = 0.0  # dance (1) vs idle (0)
@@ -192,35 +234,18 @@ class Engine:
             self._logged.add(kind)
             log.warning(message + " (further ones are counted, not logged)", *args)
 
-    def _next_unit(self, state: Any, ctx: Any, temperature: float) -> tuple[np.ndarray, Any]:
-        """``model.next_unit``; a GPU that fails mid-show (out of memory, device lost)
-        hands the model and the state to the CPU, once, and the unit is made there."""
-        try:
-            feats, state = self.model.next_unit(state, ctx, temperature)
-        except Exception as exc:  # noqa: BLE001 - re-raised below unless it is the GPU's
-            from livedance.model.device import fall_back_to_cpu, is_device_error
-
-            device = getattr(self.model, "device", None)
-            if device is None or device.type == "cpu" or not is_device_error(exc):
-                raise
-            self.stats.device_fallbacks += 1
-            self.model, state = fall_back_to_cpu(self.model, state, exc, self._last_unit)
-            feats, state = self.model.next_unit(state, ctx, temperature)
-        self._last_unit = feats
-        return feats, state
-
     def _compose(self, state: Any, ctx: Any, temperature: float) -> tuple[np.ndarray, Any]:
         """One unit from the model; a style it cannot make falls back to the
         last style that worked. Raises only if that fails too."""
         try:
-            feats, new_state = self._next_unit(state, ctx, temperature)
+            feats, new_state = self.model.next_unit(state, ctx, temperature)
         except Exception as exc:  # noqa: BLE001 - any model failure: try the fallback
             if ctx.style == self._good_style:
                 raise
             self.stats.style_fallbacks += 1
             self._log_once("style", "cannot dance style %r (%s); dancing style %r instead", ctx.style, exc, self._good_style)
             ctx.style = self._good_style
-            feats, new_state = self._next_unit(state, ctx, temperature)
+            feats, new_state = self.model.next_unit(state, ctx, temperature)
         self._good_style = int(np.asarray(ctx.style).flat[0]) if np.ndim(ctx.style) else int(ctx.style)
         return feats, new_state
 
@@ -251,6 +276,8 @@ class Engine:
                 return made
             self.stats.unit_seconds.append(time.perf_counter() - t0)
             with self._lock:
+                if len(feats) != self.offset.shape[0]:
+                    continue  # the number of dancers changed while it was made: make it again
                 self._failed_index = None
                 self.composer_state = state
                 if index > self.timeline.last_index:
@@ -287,8 +314,7 @@ class Engine:
             self._controls_version = c.version
             if c.dancers != self.dancers:
                 with self._lock:
-                    self.dancers = c.dancers
-                    self._reset_dance()
+                    self._resize(c.dancers)
             elif c.seed_count != self._seed_count:
                 with self._lock:
                     # A new seed takes over from the next unit: no cut mid-move.
@@ -297,6 +323,48 @@ class Engine:
                     self.timeline.clear_after(int(self.clock.position // UNIT_BEATS))
             self._seed_count = c.seed_count
         return c.frozen
+
+    def _resize(self, count: int) -> None:
+        """Change the number of dancers without a jump: those who stay walk to
+        their new spots, dancing; new ones (copies of a dancer, set apart by the
+        next unit's sampling) walk in from the wings; leaving ones walk off and
+        are dropped once there (see :meth:`_walk`). Caller holds the lock."""
+        rows = self.offset.shape[0]  # dancers on stage now, leaving ones included
+        radius = self.settings.engine.stage_radius
+        spots, self.wander = home_spots(count, radius)
+        if count > rows:
+            take = np.arange(count) % rows
+            self.composer_state = self.composer_state.rows(take)
+            self.timeline.take_rows(take)
+            if self.last_feats is not None:
+                self.last_feats = self.last_feats[take]
+            self.offset = np.concatenate([self.offset, np.zeros((count - rows, 3))])
+            self.yaw = np.concatenate([self.yaw, np.zeros(count - rows)])
+            self.home = np.concatenate([self.home, _wings(spots, radius)[rows:]])
+            rows = count
+        target = np.concatenate([spots, _wings(self.home[count:], radius)]) if rows > count else spots
+        self.home_target = target
+        self.dancers = count
+
+    def _walk(self, dt: float) -> None:
+        """Move home spots toward their targets at walking speed; drop dancers
+        who have walked off into the wings. Caller holds the lock."""
+        self.wander_now += min(max(self.wander - self.wander_now, -WALK_SPEED * dt), WALK_SPEED * dt)
+        gap = self.home_target - self.home
+        dist = np.hypot(gap[:, 0], gap[:, 2])
+        if dist.max() <= 0.0:
+            return
+        step = np.minimum(1.0, WALK_SPEED * dt / np.maximum(dist, 1e-12))
+        self.home += gap * step[:, None]
+        rows = self.offset.shape[0]
+        if rows > self.dancers and np.all(dist[self.dancers :] <= WALK_SPEED * dt):
+            keep = np.arange(self.dancers)
+            self.composer_state = self.composer_state.rows(keep)
+            self.timeline.take_rows(keep)
+            if self.last_feats is not None:
+                self.last_feats = self.last_feats[keep]
+            self.home, self.home_target = self.home[keep], self.home_target[keep]
+            self.offset, self.yaw = self.offset[keep], self.yaw[keep]
 
     def frame(self, music_time: float, wall_time: float, dt: float) -> Frame:
         """The frame showing ``music_time``, advancing all state by ``dt`` seconds."""
@@ -328,6 +396,7 @@ class Engine:
                 # Plain float arithmetic: np.clip and np.sign on a scalar cost ~10 us a frame.
                 rate = dt / (0.5 if target > self.weight else 0.8)
                 self.weight = min(1.0, max(0.0, self.weight + math.copysign(rate, target - self.weight)))
+            self._walk(dt)
             dance = self.timeline.sample(self.clock.position)
         beat_phase = self.clock.position % 1.0
         if dance is not None:
@@ -336,7 +405,7 @@ class Engine:
             dance = self.last_feats
         w = self.weight * self.weight * (3 - 2 * self.weight)  # smoothstep: no velocity kink
         if dance is None or w < 1.0:
-            idle = idle_features(music_time, beat_phase, np.arange(self.dancers) + self.seed)
+            idle = idle_features(music_time, beat_phase, np.arange(len(dance) if dance is not None else self.dancers) + self.seed)
             dance = idle if dance is None else dance
             feats = w * dance + (1 - w) * idle
             feats[:, 1:4] = w * dance[:, 1:4]  # idle stands still
@@ -379,11 +448,10 @@ class Engine:
         return local, trans
 
     def _keep_on_stage(self) -> None:
-        """Soft wall: beyond 70% of the radius, turn the dancer toward home; at the
-        radius, stop outward motion."""
-        radius = self.settings.engine.stage_radius
-        if self.dancers > 1:
-            radius = min(radius, PERSONAL_SPACE * DANCER_SPACING)
+        """Soft wall: beyond 70% of the wander radius, turn the dancer toward home;
+        at the radius, stop outward motion. Home spots and wander radius keep
+        every dancer within ``engine.stage_radius`` of the stage centre."""
+        radius = self.wander_now
         r = np.hypot(self.offset[:, 0], self.offset[:, 2])
         out = r > 0.7 * radius
         if out.any():

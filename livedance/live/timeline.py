@@ -80,6 +80,11 @@ class UnitTimeline:
             raise ValueError(f"unit {index} appended after unit {self._units[-1][0]}")
         self._units.append((index, feats))
 
+    def take_rows(self, rows: np.ndarray) -> None:
+        """Keep dancer ``rows`` of every queued unit (repeats copy a dancer): the
+        number of dancers changes without re-planning what is queued."""
+        self._units = deque((i, f[rows]) for i, f in self._units)
+
     def clear_after(self, index: int) -> None:
         """Drop queued units after unit ``index`` (e.g. to re-plan on re-entry)."""
         while self._units and self._units[-1][0] > index:
