@@ -116,6 +116,7 @@ class EngineStats:
     # instead, or (failed) not made at all (the dancer grooves idle meanwhile).
     style_fallbacks: int = 0
     generation_failures: int = 0
+    device_fallbacks: int = 0  # times the model left a failing GPU for the CPU
 
 
 class Engine:
@@ -151,6 +152,7 @@ class Engine:
             # lacks made every unit fail and froze the dancer.
             controls.limit_styles(len(model.style_names))
         self._good_style = ANY_STYLE  # the last style a unit was made in
+        self._last_unit: np.ndarray | None = None  # host copy of the last unit made (for a CPU fall-back)
         self._failed_index: int | None = None  # unit that could not be made (not retried)
         self._failed_version = -1  # controls version when it failed: a change retries
         self._logged: set[str] = set()
@@ -234,18 +236,35 @@ class Engine:
             self._logged.add(kind)
             log.warning(message + " (further ones are counted, not logged)", *args)
 
+    def _next_unit(self, state: Any, ctx: Any, temperature: float) -> tuple[np.ndarray, Any]:
+        """``model.next_unit``; a GPU that fails mid-show (out of memory, device lost)
+        hands the model and the state to the CPU, once, and the unit is made there."""
+        try:
+            feats, state = self.model.next_unit(state, ctx, temperature)
+        except Exception as exc:  # noqa: BLE001 - re-raised below unless it is the GPU's
+            from livedance.model.device import fall_back_to_cpu, is_device_error
+
+            device = getattr(self.model, "device", None)
+            if device is None or device.type == "cpu" or not is_device_error(exc):
+                raise
+            self.stats.device_fallbacks += 1
+            self.model, state = fall_back_to_cpu(self.model, state, exc, self._last_unit)
+            feats, state = self.model.next_unit(state, ctx, temperature)
+        self._last_unit = feats
+        return feats, state
+
     def _compose(self, state: Any, ctx: Any, temperature: float) -> tuple[np.ndarray, Any]:
         """One unit from the model; a style it cannot make falls back to the
         last style that worked. Raises only if that fails too."""
         try:
-            feats, new_state = self.model.next_unit(state, ctx, temperature)
+            feats, new_state = self._next_unit(state, ctx, temperature)
         except Exception as exc:  # noqa: BLE001 - any model failure: try the fallback
             if ctx.style == self._good_style:
                 raise
             self.stats.style_fallbacks += 1
             self._log_once("style", "cannot dance style %r (%s); dancing style %r instead", ctx.style, exc, self._good_style)
             ctx.style = self._good_style
-            feats, new_state = self.model.next_unit(state, ctx, temperature)
+            feats, new_state = self._next_unit(state, ctx, temperature)
         self._good_style = int(np.asarray(ctx.style).flat[0]) if np.ndim(ctx.style) else int(ctx.style)
         return feats, new_state
 

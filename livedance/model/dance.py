@@ -24,6 +24,7 @@ from livedance.errors import UserError
 from livedance.model.beat_align import accent_beats, align_beats, unclear_beats
 from livedance.model.composer import Composer, LSTMState
 from livedance.model.context import ANY_STYLE, DescriptorStats, MusicContext
+from livedance.model.device import state_to
 from livedance.model.vae import UnitVAE
 from livedance.motion.envelope import MotionEnvelope
 from livedance.motion.foot_plant import plant_feet
@@ -127,7 +128,14 @@ class DanceModel(nn.Module):
         #: The real dance's envelope per style (``livedance.motion.envelope``), from the
         #: checkpoint; None for checkpoints made before it was stored.
         self.envelope: MotionEnvelope | None = None
+        #: The checkpoint file it was loaded from (a CPU fall-back reloads it when the GPU is lost).
+        self.source: str | None = None
         self.eval()
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model computes (move it with ``.to(device)``; states follow it in ``next_unit``)."""
+        return self.feat_mean.device
 
     @property
     def unit_frames(self) -> int:
@@ -146,18 +154,23 @@ class DanceModel(nn.Module):
     def new_state(self, batch: int, seed: int, style: int = ANY_STYLE) -> ComposerState:
         """A fresh dancer state per batch element, starting from real poses picked by ``seed``
         (among poses of ``style``, when the checkpoint has some)."""
+        # The start poses are drawn on the CPU whatever the device, so a seed
+        # starts the same dance everywhere; the unit noise then comes from a
+        # generator on the model's device (no host round trip per unit).
+        dev = self.device
         gen = torch.Generator().manual_seed(int(seed))
         pool = torch.arange(self.start_poses.shape[0])
         if style != ANY_STYLE:
             self._check_style(np.array([style]))
-            same = pool[self.start_styles == style]
+            same = pool[(self.start_styles == style).cpu()]
             pool = same if len(same) else pool
         idx = pool[torch.randint(0, len(pool), (batch,), generator=gen)]
+        rng = gen if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(int(seed))
         return ComposerState(
             lstm=None,
-            prev_move=torch.zeros(batch, self.composer.cfg.move_dim),
-            last_frames=self.start_poses[idx].clone(),
-            rng=gen.get_state(),
+            prev_move=torch.zeros(batch, self.composer.cfg.move_dim, device=dev),
+            last_frames=self.start_poses[idx.to(dev)].clone(),
+            rng=rng.get_state(),
             units=0,
         )
 
@@ -178,15 +191,17 @@ class DanceModel(nn.Module):
         Returns:
             ``(features (B, T, D) float32, new state)``; ``state`` is not modified.
         """
+        dev = self.device
+        state = state_to(state, dev)  # made on another device (before a fall-back to the CPU)
         b = state.batch
         values, style = context.batched(b)
         self._check_style(style)
-        ctx = self.descriptors.standardise(values)  # (B, 3)
-        style_t = torch.from_numpy(style)
+        ctx = self.descriptors.standardise(values).to(dev)  # (B, 3)
+        style_t = torch.from_numpy(style).to(dev)
         last, before = state.last_frames[:, 1], state.last_frames[:, 0]
         z_init = self.vae.init_encoder(last).mu  # the unit starts where the last one ended
         q, lstm = self.composer(state.prev_move[:, None], z_init[:, None], ctx[:, None], style_t[:, None], state.lstm)
-        gen = torch.Generator()
+        gen = torch.Generator(device=dev)
         gen.set_state(state.rng)
         z_move = q.sample(gen, float(temperature))[:, 0]
         start = last + (last - before)  # one frame-step beyond the previous end
@@ -207,7 +222,8 @@ class DanceModel(nn.Module):
         new_state = replace(
             state, lstm=lstm, prev_move=z_move, last_frames=x[:, -2:].clone(), rng=gen.get_state(), units=state.units + 1
         )
-        return feats.numpy().astype(np.float32, copy=False), new_state
+        # The one copy to the host per unit (B x T x D floats).
+        return feats.cpu().numpy().astype(np.float32, copy=False), new_state
 
     def _ease_seam(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Shift the first frames' *pose* so frame 0 lands on ``target`` (B, D), fading out over SEAM_FRAMES.
