@@ -42,7 +42,7 @@ def model() -> DanceModel:
 
 @pytest.fixture(scope="module")
 def music() -> np.ndarray:
-    return drum_track(120, 10.0, SR, seed=5, pattern="four")[0]
+    return drum_track(120, 6.0, SR, seed=5, pattern="four")[0]
 
 
 # ------------------------------------------------------------------ selection
@@ -213,13 +213,13 @@ class FlakyGPU(DanceModel):
     def device(self) -> torch.device:
         return torch.device("cuda", 0) if self.on_gpu else super().device
 
-    def next_unit(self, state: Any, context: MusicContext, temperature: float = 1.0) -> Any:
+    def next_unit(self, state: Any, *args: Any, **kwargs: Any) -> Any:
         if self.on_gpu and state.units == self.fail_at and not self.failed:
             self.failed = True
             raise self.error
         on, self.on_gpu = self.on_gpu, False  # the computing itself is on this machine's CPU
         try:
-            return super().next_unit(state, context, temperature)
+            return super().next_unit(state, *args, **kwargs)
         finally:
             self.on_gpu = on
 
@@ -277,11 +277,14 @@ def test_a_lost_gpu_reloads_the_checkpoint_on_the_cpu_and_dances_on(music: np.nd
     assert engine.stats.units > FlakyGPU.fail_at + 1
     again, _ = _dance(music, lost)
     np.testing.assert_array_equal(joints, again)
-    # No jump where the reloaded model takes over: the largest frame-to-frame joint
-    # step stays that of a normal dance (the dance itself differs from here on).
+    # No jump where the reloaded model takes over (the first frame that differs from
+    # the dance without a failure): the largest frame-to-frame joint step in the
+    # second after it is no larger than anywhere in the dance without a failure.
     clean, _ = _dance(music)
-    step = np.abs(np.diff(joints, axis=0)).max()
-    assert np.isfinite(joints).all() and step < 2.0 * np.abs(np.diff(clean, axis=0)).max()
+    steps = np.abs(np.diff(joints, axis=0)).max(axis=(1, 2, 3))
+    takeover = int(np.argmax(np.abs(joints - clean).max(axis=(1, 2, 3)) > 1e-6))
+    assert takeover > 0 and np.isfinite(joints).all()
+    assert steps[takeover - 2 : takeover + int(FPS)].max() <= np.abs(np.diff(clean, axis=0)).max()
 
 
 def test_the_reloaded_model_keeps_the_run_time_settings(model: DanceModel) -> None:
