@@ -2,7 +2,9 @@
 
 Multi-process data parallel: launch the same command under torchrun, e.g.
 ``torchrun --nproc_per_node 2 -m livedance.cli train units --data DIR --out units.pt``
-(gloo on CPU, nccl with ``--device cuda``). ``--batch`` is the global batch.
+(gloo on CPU, nccl with ``--device cuda``: one process per GPU, e.g.
+``torchrun --nproc_per_node 4 -m livedance.cli train units ... --device cuda``).
+``--batch`` is the global batch.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-minutes", type=float, help="stop (and save) after this much wall-clock time")
     p.add_argument("--stop-after", type=int, metavar="N", help="run at most N steps now, save, continue later with --resume")
     p.add_argument("--resume", action="store_true", help="continue from OUT.state, written by an earlier run")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda, cuda:N or auto (default cpu); under torchrun each process takes the GPU of its local rank")
     p.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's choice)")
     p.add_argument("--cache", type=Path, metavar="DIR", help="dataset cache folder (default: the motion pipeline's)")
     p.add_argument("--log-dir", type=Path, metavar="DIR", help="metrics.csv/.jsonl folder (default OUT-stem.metrics/)")

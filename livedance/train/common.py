@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import pickle
+import re
 import time
 import zipfile
 from dataclasses import asdict, dataclass
@@ -67,27 +68,62 @@ class Dist:
         return self.world > 1
 
 
-def setup(cfg: TrainConfig) -> tuple[Dist, torch.device]:
-    """Seed, pick the device and, under torchrun, join the process group.
+def training_device(name: str, info: Dist) -> torch.device:
+    """``--device`` (cpu, cuda, cuda:N or auto) -> this process's device; under torchrun
+    each process takes the GPU of its local rank."""
+    text = name.strip().lower()
+    if text == "cpu" or (text == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    m = re.fullmatch(r"cuda(?::(\d+))?", text)
+    if m is None and text != "auto":
+        raise UserError(f"--device {name}: unknown device (use cpu, cuda, cuda:N or auto)")
+    if not torch.cuda.is_available():
+        why = "this torch is the CPU-only build" if torch.version.cuda is None else "no NVIDIA GPU or driver is visible"
+        raise UserError(
+            f"--device {name}: torch sees no CUDA GPU here ({why}); use --device cpu, "
+            "or install the CUDA build of torch (docs/training.md, 'Training on GPUs')"
+        )
+    count = torch.cuda.device_count()
+    index = info.local_rank if info.enabled else int(m.group(1) or 0) if m else 0
+    if index >= count:
+        what = f"local rank {index}" if info.enabled else f"cuda:{index}"
+        raise UserError(f"--device {name}: {what} needs {index + 1} GPUs, torch sees {count} (fewer --nproc_per_node, or cuda:0..{count - 1})")
+    return torch.device("cuda", index)
 
-    Deterministic algorithms are switched on: on CPU two runs with the same
-    seed give bit-identical weights (the tests check this).
+
+def deterministic(device: torch.device) -> None:
+    """Switch on the deterministic algorithms ``device`` has.
+
+    On CPU every op used has one: two runs with the same seed give
+    bit-identical weights (the tests check this). On CUDA, cuBLAS needs a
+    fixed workspace (``CUBLAS_WORKSPACE_CONFIG``, read when cuBLAS starts,
+    so it is set here, before any GPU work) and cuDNN its deterministic
+    kernels; some ops have no deterministic CUDA kernel at all (nll_loss /
+    cross_entropy, used by the composer's style head), and torch would
+    refuse to run them, so on CUDA those warn instead (``warn_only``): runs
+    on one GPU are reproducible up to those ops.
     """
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.use_deterministic_algorithms(True)
+
+
+def setup(cfg: TrainConfig) -> tuple[Dist, torch.device]:
+    """Seed, pick the device, switch on its deterministic algorithms and, under
+    torchrun, join the process group (gloo on CPU, NCCL on GPUs)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    torch.use_deterministic_algorithms(True)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     info = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
-    if cfg.device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA device is available here (use --device cpu)")
-        device = torch.device("cuda", info.local_rank if info.enabled else 0)
+    device = training_device(cfg.device, info)
+    deterministic(device)
+    if device.type == "cuda":
         torch.cuda.set_device(device)
-    elif cfg.device == "cpu":
-        device = torch.device("cpu")
-    else:
-        raise UserError(f"--device {cfg.device}: unknown device (use cpu or cuda)")
+    torch.manual_seed(cfg.seed)
     if info.enabled and not dist.is_initialized():
         # gloo on CPU, nccl on GPUs; torchrun provides MASTER_ADDR/PORT, RANK, WORLD_SIZE.
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -145,12 +181,19 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
         g["lr"] = lr
 
 
+def collective_device() -> torch.device:
+    """Where tensors to all-reduce must live: NCCL reduces GPU tensors only, gloo CPU ones."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def mean_across(values: dict[str, float], info: Dist) -> dict[str, float]:
     """Average scalar metrics over ranks (each rank saw a different shard)."""
     if not info.enabled:
         return values
     keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=collective_device())
     dist.all_reduce(t)
     return {k: float(v) / info.world for k, v in zip(keys, t)}
 
@@ -271,9 +314,11 @@ class Session:
             st = load_state(self.path, self.fingerprint)
             for name, part in parts.items():
                 part.load_state_dict(st[name])
-            gen_state, global_state = st["rng"][info.rank]
+            gen_state, global_state, *gpu_state = st["rng"][info.rank]
             gen.set_state(gen_state)
             torch.set_rng_state(global_state)
+            if gpu_state and gen.device.type == "cuda":
+                torch.cuda.set_rng_state(gpu_state[0])
             self.step = int(st["step"])
             log.info("resumed %s from %s at step %d", stage, self.path, self.step)
         self.metrics = MetricsLog(log_dir or out.with_name(out.stem + ".metrics"), enabled=info.main, resume=resume)
@@ -301,7 +346,7 @@ class Session:
         self.bar.update(1)
         stop = self.stopwatch.expired(self.step) and self.step < self.cfg.steps
         if self.info.enabled:  # every rank must agree to stop, or the others hang in all-reduce
-            flag = torch.tensor([float(stop)])
+            flag = torch.tensor([float(stop)], device=collective_device())
             dist.all_reduce(flag)
             stop = bool(flag.item())
         self.stopped = stop
@@ -322,7 +367,9 @@ class Session:
     def save_state(self) -> bool:
         """Write the resumable state. Every rank must call it (it gathers their RNG states);
         returns True on the rank that also writes the checkpoint."""
-        rng: list[Any] = [(self.gen.get_state(), torch.get_rng_state())]
+        # torch's global generators: the CPU one, and on a GPU that GPU's (dropout draws there).
+        on_gpu = self.gen.device.type == "cuda"
+        rng: list[Any] = [(self.gen.get_state(), torch.get_rng_state(), *([torch.cuda.get_rng_state()] if on_gpu else []))]
         if self.info.enabled:
             gathered: list[Any] = [None] * self.info.world
             dist.all_gather_object(gathered, rng[0])
