@@ -194,20 +194,18 @@ def train_composer(
         if not session.save_state():
             return
         full = make_payload(
-            vae=vae.cpu(),
+            vae=vae,  # make_payload copies the weights to the host: no round trip of the live modules
             norm=norm,
             start_poses=payload["start_poses"].numpy(),
             start_styles=payload["start_styles"].numpy(),
             style_names=list(data.style_names),
-            composer=composer.cpu(),
+            composer=composer,
             descriptors=stats,
             envelope=envelope,
             meta={**(meta or {}), "stage": "composer", "units_meta": payload.get("meta"), "step": session.step,
                   "final": session.final, "seconds": round(session.stopwatch.seconds, 1),
                   "windows": int(len(train_seq.windows)), "val": last_val, "config": cfg.to_dict(), "world": info.world},
         )
-        vae.to(device)
-        composer.to(device)
         save_checkpoint(out, full)
 
     composer.train()

@@ -114,7 +114,7 @@ def train_units(
         if not session.save_state():
             return
         payload = make_payload(
-            vae=vae.cpu(),
+            vae=vae,  # make_payload copies the weights to the host: no round trip of the DDP-wrapped module
             norm=norm,
             start_poses=starts,
             start_styles=start_styles,
@@ -123,7 +123,6 @@ def train_units(
                   "seconds": round(session.stopwatch.seconds, 1), "train_units": int(len(train_idx)), "val": last_val,
                   "config": cfg.to_dict(), "world": info.world},
         )
-        vae.to(device)
         save_checkpoint(out, payload)
 
     vae.train()
