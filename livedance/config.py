@@ -95,6 +95,7 @@ class EngineSettings:
     temperature: float = 1.0
     energy_bias: float = 0.0
     stage_radius: float = 1.5  # metres; dancers stay within this circle
+    tap_follows_music: bool = False  # a tapped tempo hands back to the tracker when it is confident at that tempo
     checkpoint: str | None = None  # None = the shipped checkpoint
     compute: str = "auto"  # where the dance model runs: auto (CUDA GPU if torch sees one, else CPU), cpu, cuda, cuda:N
 

@@ -94,6 +94,19 @@ def test_tap_tempo_follows_the_median_interval():
     assert controls.snapshot().tempo_override == pytest.approx(150.0)
 
 
+def test_tap_tempo_sets_the_beat_too_and_a_forced_tempo_clears_it():
+    controls = Controls()
+    for t in (10.03, 10.49, 11.02, 11.51, 12.0):  # on a 120 BPM grid through 10.0, with jitter
+        controls.tap(t)
+    s = controls.snapshot()
+    assert s.tempo_override == pytest.approx(120.0, abs=3.0)
+    assert s.tap_beat is not None and abs(s.tap_beat - 12.0) < 0.02  # the fitted grid, not the last tap alone
+    controls.tap(13.0)  # a missed tap (one beat skipped): still on the grid
+    assert abs(controls.snapshot().tap_beat - 13.0) < 0.03
+    controls.apply("tempo_override", 100.0)  # forced: no tapped beat, the dance keeps its phase
+    assert controls.snapshot().tap_beat is None
+
+
 def test_tap_tempo_outside_the_range_is_ignored():
     controls = Controls()
     for t in (0.0, 0.1, 0.2, 0.3):  # 600 BPM: a drum roll, not a tempo

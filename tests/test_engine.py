@@ -201,7 +201,7 @@ def test_configured_energy_bias_counts_once_with_controls():
     for controls in (None, Controls.from_settings(settings)):
         eng = build_engine(settings, controls)
         eng.music.energy = 0.2
-        ctx, _ = eng._context()
+        ctx, *_ = eng._context()
         expected = eng.model.descriptors.level_to_value(1, 0.5)
         np.testing.assert_allclose(ctx.energy, expected)
 
@@ -231,11 +231,11 @@ def test_styles_the_checkpoint_lacks_are_refused_and_a_failing_model_never_loops
     calls = []
     real = eng.model.next_unit
 
-    def counted(state, ctx, temperature):
+    def counted(state, ctx, temperature, *more, **kw):
         calls.append(int(np.asarray(ctx.style).flat[0]))
         if len(calls) > 12:  # then the model breaks for good (e.g. out of memory)
             raise RuntimeError("model broke")
-        return real(state, ctx, temperature)
+        return real(state, ctx, temperature, *more, **kw)
 
     eng.model.next_unit = counted
     caplog.set_level(logging.WARNING, logger="livedance.live.engine")
@@ -299,3 +299,86 @@ def test_changing_the_number_of_dancers_walks_them_never_teleports():
     last = roots[-1]
     gaps = np.hypot(*(last[:, None] - last[None]).transpose(2, 0, 1)) + np.eye(len(last)) * 9
     assert gaps.min() > 0.25, gaps.min()  # close on a small stage, but apart
+
+
+def _integer_crossings(times: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Times (interpolated) at which the beat clock passes a whole beat."""
+    k = np.flatnonzero(np.floor(positions[1:]) > np.floor(positions[:-1]))
+    frac = (np.floor(positions[k + 1]) - positions[k]) / (positions[k + 1] - positions[k])
+    return times[k] + frac * (times[k + 1] - times[k])
+
+
+def _grid_error(crossings: np.ndarray, anchor: float, period: float) -> np.ndarray:
+    return np.abs((crossings - anchor + period / 2) % period - period / 2)
+
+
+def test_tapped_beats_set_the_phase_and_a_forced_tempo_keeps_it():
+    """Taps on a 120 BPM grid through 2.13 s, in silence: the dance's beats land
+    on the taps (they used to free-run at an arbitrary phase). Then a forced
+    tempo: the clock runs on from its phase at exactly that tempo, no jump."""
+    from livedance.live.controls import Controls
+
+    settings = Settings()
+    controls = Controls.from_settings(settings)
+    eng = build_engine(settings, controls)
+    taps = 2.13 + 0.5 * np.arange(5) + np.array([0.01, -0.015, 0.0, 0.012, -0.008])  # a human's jitter
+    silence = np.zeros(int(14 * SR), dtype=np.float32)
+    times, positions, joints = [], [], []
+    for i, f in enumerate(frames_offline(eng, silence, SR, FPS)):
+        t = i / FPS
+        for tap in taps[(taps > t - 1 / FPS) & (taps <= t)]:
+            controls.tap(float(tap))  # offline, taps are given in music time
+        if i == int(9 * FPS):
+            controls.apply("tempo_override", 100.0)
+        times.append(t)
+        positions.append(eng.clock.position)
+        joints.append(f.joints[0])
+    times, positions = np.asarray(times), np.asarray(positions)
+    cross = _integer_crossings(times, positions)
+    tapped = cross[(cross > taps[-1] + 1.0) & (cross < 9.0)]
+    assert len(tapped) >= 8
+    assert _grid_error(tapped, 2.13, 0.5).max() < 0.02, _grid_error(tapped, 2.13, 0.5)
+    # The danced beats (joint-speed minima) land on the tapped grid too.
+    j = np.asarray(joints)
+    window = (times > taps[-1] + 1.0) & (times < 9.0)
+    motion = kinematic_beats(j[window], FPS) / FPS + times[window][0]
+    assert np.median(_grid_error(motion, 2.13, 0.5)) < 0.06, _grid_error(motion, 2.13, 0.5)
+    # Forced tempo: from the change on the clock advances exactly 100/60 beats a second.
+    after = (times >= 9.0 + 1 / FPS) & (times < 13.0)
+    steps = np.diff(positions)[after[1:]]
+    np.testing.assert_allclose(steps, 100.0 / 60.0 / FPS, rtol=1e-9)
+    around = (times[1:] > 8.5) & (times[1:] < 9.5)
+    assert np.diff(positions)[around].max() < 1.6 * 120.0 / 60.0 / FPS  # no jump at the change
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_a_drifting_tap_is_corrected_by_the_music_when_asked(follow: bool):
+    """Taps at 116 BPM on music at 120: the tapped tempo holds unless
+    engine.tap_follows_music, which hands the beat back to the confident tracker."""
+    from livedance.live.controls import Controls
+
+    settings = Settings()
+    settings.engine.tap_follows_music = follow
+    controls = Controls.from_settings(settings)
+    eng = build_engine(settings, controls)
+    audio, beats = drum_track(120, 20.0, SR, seed=3, pattern="four")
+    taps = 4.0 + (60.0 / 116.0) * np.arange(5)
+    times, positions, tempi = [], [], []
+    for i, f in enumerate(frames_offline(eng, audio, SR, FPS)):
+        t = i / FPS
+        for tap in taps[(taps > t - 1 / FPS) & (taps <= t)]:
+            controls.tap(float(tap))
+        times.append(t)
+        positions.append(eng.clock.position)
+        tempi.append(f.tempo)
+    times, positions, tempi = np.asarray(times), np.asarray(positions), np.asarray(tempi)
+    late = times > 14.0
+    if not follow:
+        assert np.abs(tempi[late] - 116.0).max() < 1.5
+        return
+    assert np.abs(tempi[late] - 120.0).max() < 2.0
+    cross = _integer_crossings(times, positions)
+    cross = cross[cross > 14.0]
+    idx = np.clip(np.searchsorted(beats, cross), 1, len(beats) - 1)
+    err = np.minimum(np.abs(beats[idx] - cross), np.abs(beats[idx - 1] - cross))
+    assert np.median(err) < 0.04, err

@@ -18,7 +18,8 @@ temperature    float 0..4              composer sampling temperature (0 = greedy
 seed           int 0..2**31-1          reseed the composer (bumps ``seed_count``)
 frozen         bool | None             hold the current pose; None toggles
 tempo_override float 40..240 | None    force the tempo (BPM); None = beat tracker
-tap            float | None            a tap-tempo tap at this monotonic time (None = now)
+tap            float | None            a tap-tempo tap at this monotonic time (None = now); from the
+                                       third tap on it sets the tempo *and* the beat (taps land on beats)
 dancers        int 1..16               number of dancers
 latency_ms     float 0..2000           output latency to compensate (projector, network)
 ============== ======================= ===========================================
@@ -61,6 +62,10 @@ class ControlState:
     tempo_override: float | None = None
     dancers: int = 1
     latency_ms: float = 0.0
+    # Where tapped beats fall: a beat at this time (the taps' clock,
+    # ``time.monotonic()``), with ``tempo_override`` as the period. None while
+    # the tempo is not tapped: a forced tempo keeps the phase it was given.
+    tap_beat: float | None = None
     version: int = 0  # increments on every change: cheap "did anything change?"
 
 
@@ -185,11 +190,11 @@ class Controls:
 
     def set_tempo_override(self, value: Value) -> None:
         if value is None:
-            self._update(tempo_override=None)
+            self._update(tempo_override=None, tap_beat=None)
             return
         bpm = _number("tempo_override", value)
         _in_range("tempo_override", bpm, MIN_BPM, MAX_BPM)
-        self._update(tempo_override=bpm)
+        self._update(tempo_override=bpm, tap_beat=None)
 
     def set_dancers(self, value: Value) -> None:
         dancers = _integer("dancers", value)
@@ -204,8 +209,10 @@ class Controls:
     def tap(self, value: Value = None) -> None:
         """One tap-tempo tap at ``value`` (``time.monotonic()`` seconds; None = now).
 
-        From the third tap on, the tempo override follows the median interval of
-        the recent taps (the median shrugs off one missed or doubled tap). A
+        From the third tap on, the tempo override and the beat follow the grid
+        fitted through the recent taps (beats numbered by the median interval,
+        which shrugs off one missed tap; then least squares, which averages a
+        human's jitter out): ``tap_beat`` is the latest tap's place on it. A
         pause longer than one beat at 40 BPM starts a new sequence.
         """
         now = time.monotonic() if value is None else _number("tap", value)
@@ -219,6 +226,16 @@ class Controls:
                 return
             taps = list(self._taps)
         intervals = sorted(b - a for a, b in zip(taps, taps[1:]))
-        bpm = 60.0 / intervals[len(intervals) // 2]
+        period = intervals[len(intervals) // 2]
+        # Each tap's beat number on the grid of the median interval (a missed
+        # tap skips one), then the least-squares grid through them all: its
+        # period is the tempo, its beat at the last tap the phase.
+        beats = [round((t - taps[-1]) / period) for t in taps]
+        mk, mt = sum(beats) / len(beats), sum(taps) / len(taps)
+        var = sum((k - mk) ** 2 for k in beats)
+        if var > 0:
+            period = sum((k - mk) * (t - mt) for k, t in zip(beats, taps)) / var
+        anchor = mt - period * mk
+        bpm = 60.0 / period if period > 0 else math.inf
         if MIN_BPM <= bpm <= MAX_BPM:
-            self._update(tempo_override=bpm)
+            self._update(tempo_override=bpm, tap_beat=anchor)

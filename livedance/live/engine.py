@@ -31,7 +31,7 @@ from livedance.config import Settings
 from livedance.frames import BeatEvent, Frame
 from livedance.live.idle import idle_features
 from livedance.live.listener import Listener
-from livedance.live.phase import BeatClock
+from livedance.live.phase import BeatClock, grid_phase
 from livedance.live.timeline import FRAMES_PER_BEAT, UNIT_BEATS, UnitTimeline
 from livedance.model.context import ANY_STYLE
 
@@ -47,6 +47,9 @@ PERSONAL_SPACE = 0.35
 WALK_SPEED = 1.2
 #: Dancers enter and leave this far beyond the stage's edge (the wings).
 WINGS = 1.0
+#: A tapped tempo this close (log ratio, ~6%) to a confident tracker's gives
+#: way to it when ``engine.tap_follows_music`` is on.
+TAP_HANDOVER = 0.06
 
 
 def home_spots(count: int, radius: float) -> tuple[np.ndarray, float]:
@@ -156,6 +159,9 @@ class Engine:
         self._failed_index: int | None = None  # unit that could not be made (not retried)
         self._failed_version = -1  # controls version when it failed: a change retries
         self._logged: set[str] = set()
+        # Music time minus the taps' clock (time.monotonic()): the live runner
+        # keeps it current; offline, taps are given in music time.
+        self.tap_clock_offset = 0.0
         self.frame_index = 0  # never reset: receivers order frames by it
         self._reset_dance()
 
@@ -313,6 +319,23 @@ class Engine:
         override = self.controls.snapshot().tempo_override
         return float(override) if override else None
 
+    def _tap_phase(self, t: float, bpm: float) -> float | None:
+        """The tapped beats' phase at music time ``t`` (None: not tapped)."""
+        tap = self.controls.snapshot().tap_beat if self.controls is not None else None
+        return None if tap is None else grid_phase(t, tap + self.tap_clock_offset, bpm)
+
+    def _music_takes_over(self, bpm: float) -> bool:
+        """With ``engine.tap_follows_music``, a tapped tempo gives way to the
+        tracker once it is confident at (nearly) the same tempo: a tap that
+        drifts against the music is corrected by the music."""
+        m = self.music
+        if not self.settings.engine.tap_follows_music or self.controls is None or self.controls.snapshot().tap_beat is None:
+            return False
+        if m.silent or m.confidence < 0.5 or abs(math.log(max(m.tempo, 1.0) / bpm)) > TAP_HANDOVER:
+            return False
+        self._log_once("tap", "tapped %.1f BPM: following the music's %.1f BPM beat", bpm, m.tempo)
+        return True
+
     def _tempo(self) -> float:
         override = self._override()
         return override if override is not None else self.music.tempo
@@ -394,9 +417,12 @@ class Engine:
             beats = tuple(m.beats)
             m.beats.clear()
             if override is not None:
-                # A forced tempo puts the operator in charge: dance at it,
-                # free-running, whatever the tracker thinks.
-                tempo, phase, dancing = override, None, True
+                # The operator is in charge: dance at that tempo whatever the
+                # tracker thinks; on the tapped beats when it was tapped, else
+                # free-running on from the phase the dance had.
+                tempo, phase, dancing = override, self._tap_phase(music_time, override), True
+                if self._music_takes_over(override):
+                    tempo, phase = m.tempo, self._phase_at(music_time)
             else:
                 tempo, phase = m.tempo, self._phase_at(music_time)
                 dancing = (not m.silent) and m.confidence >= (0.25 if self.weight > 0 else 0.5)

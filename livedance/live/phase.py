@@ -20,6 +20,16 @@ def wrap_phase(x: float) -> float:
     return (x + 0.5) % 1.0 - 0.5
 
 
+def grid_phase(t: float, beat_time: float, tempo_bpm: float) -> float:
+    """Beat phase in [0, 1) at time ``t`` of the beat grid with a beat at
+    ``beat_time`` and period ``60 / tempo_bpm`` (times on one clock, seconds).
+
+    The one seam through which any beat source steers :class:`BeatClock`
+    (its ``target_phase``): the tracker's predicted beat, tapped beats, an
+    external clock's beat."""
+    return ((t - beat_time) * tempo_bpm / 60.0) % 1.0
+
+
 @dataclass
 class BeatClock:
     """Continuous, monotonic beat position locked to a tracker's phase.

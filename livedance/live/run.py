@@ -160,6 +160,8 @@ class LiveRunner:
                     self.stats.dropped += skipped
                     deadline += skipped * period
                 controls = self.engine.controls
+                if self._offset is not None:  # taps come on the monotonic clock, frames on the music clock
+                    self.engine.tap_clock_offset = self._offset
                 if controls is not None:  # latency is a live control (OSC, keyboard)
                     self.latency = controls.snapshot().latency_ms / 1000.0
                 frame = self.engine.frame(self._music_time(now) + self.latency, time.time() + self.latency, period)
