@@ -305,3 +305,15 @@ def test_the_reloaded_model_keeps_the_run_time_settings(model: DanceModel) -> No
 def test_model_errors_are_not_mistaken_for_a_gpu(music: np.ndarray) -> None:
     _, engine = _dance(music, {"error": ValueError("bad context")})
     assert engine.stats.device_fallbacks == 0 and engine.stats.generation_failures >= 1
+
+
+def test_the_engine_bench_reports_unit_latency_per_device_and_crowd() -> None:
+    from livedance.bench.compute import DANCERS, unit_latency
+
+    threads = torch.get_num_threads()
+    report = unit_latency(Settings(), units=2, warm=1)
+    assert list(report) == ["cpu"] and report["cpu"]["device"] == "cpu" and report["cpu"]["torch_threads"] == 1
+    for n in DANCERS:
+        row = report["cpu"][f"dancers_{n}"]
+        assert row["units"] == 2 and 0 < row["unit_ms_mean"] <= row["unit_ms_p99"]
+    assert torch.get_num_threads() == threads  # the benchmark's one-thread setting does not leak

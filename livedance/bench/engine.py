@@ -11,7 +11,10 @@ All figures come from one run on this machine:
   joint speed) against the music's known beats: beat-alignment score and
   mean absolute offset in ms on steady music; after a tempo jump (110 to
   140 BPM, and seven more changes) the beats for the dance clock to be back
-  within 40 ms of every beat, and the kinematic offsets from then on.
+  within 40 ms of every beat, and the kinematic offsets from then on;
+* ``compute`` and ``frame_clock``: unit latency on each device torch can use
+  here and the frame clock's cost, with 1, 8 and 64 dancers
+  (:mod:`livedance.bench.compute`).
 """
 
 from __future__ import annotations
@@ -192,6 +195,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         path = f"{tmp}/steady.wav"
         sf.write(path, steady, sr)
         result["live"] = live_timing(settings, min(args.live_seconds, seconds), path)
+
+    from livedance.bench.compute import frame_clock, unit_latency
+    from livedance.model.device import resolve_compute
+
+    result["engine_device"] = str(resolve_compute(settings.engine.compute))  # where the runs above made their units
+    result["compute"] = unit_latency(settings)  # per device: unit latency with 1, 8 and 64 dancers
+    result["frame_clock"] = frame_clock(settings, steady)
 
     print(json.dumps(result, indent=None if args.json else 2))
     return 0
