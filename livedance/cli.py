@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="compact single-line JSON (default: indented)")
     b.add_argument("--seconds", type=float, default=30.0, help="length of the test material, seconds")
     b.add_argument("--live-seconds", type=float, default=10.0, help="length of real-time runs, seconds")
+    b.add_argument("--quick", action="store_true", help="motion: fewer cells (6 tempi x 2 loudness levels + the demo)")
     r = _add_command(sub, "render", "livedance.outputs.video:run_render", "render a motion file to video with its music (offscreen)")
     r.add_argument("motion", help="motion file (.npz with poses, trans, fps[, beats])")
     r.add_argument("-o", "--out", required=True, metavar="OUT.mp4", help="video file to write")
