@@ -29,6 +29,7 @@ import numpy as np
 from livedance import skeleton as sk
 from livedance.config import Settings
 from livedance.frames import BeatEvent, Frame
+from livedance.live.heard import HeardMusic
 from livedance.live.idle import idle_features
 from livedance.live.listener import Listener
 from livedance.live.phase import BeatClock, grid_phase
@@ -163,6 +164,9 @@ class Engine:
         # keeps it current; offline, taps are given in music time.
         self.tap_clock_offset = 0.0
         self.frame_index = 0  # never reset: receivers order frames by it
+        # A paired-data checkpoint hears the music itself: keep what was heard.
+        audio = getattr(model, "audio", None)
+        self.heard = None if audio is None else HeardMusic(audio, sr, hop, settings.features)
         self._reset_dance()
 
     # ------------------------------------------------------------------ setup
@@ -198,6 +202,8 @@ class Engine:
         ]
         self.stats.beats += len(new_beats)
         with self._lock:
+            if self.heard is not None:  # under the lock: the planner reads it
+                self.heard.add(block, [b.time for b in new_beats])
             m.time = float(last.time)
             m.tempo = float(last.tempo)
             m.next_beat = float(last.next_beats[0]) if len(last.next_beats) else math.inf
@@ -220,6 +226,8 @@ class Engine:
             bias, temperature, style = es.energy_bias, es.temperature, ANY_STYLE
         energy = float(np.clip(m.energy + bias, 0.0, 1.0))
         ctx = self.model.descriptors.context_from_levels(self._tempo(), energy, m.busyness, style)
+        if self.heard is not None:
+            ctx.audio = self.heard.window()  # the music heard so far, no look-ahead
         return ctx, temperature
 
     def _wanted(self) -> int | None:

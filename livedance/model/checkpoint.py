@@ -17,6 +17,9 @@ A checkpoint is a plain nested dict saved with ``torch.save`` and read with
     meta            training metadata (command, data, steps, seconds, metrics, ...)
     envelope        the realism envelope of the training takes (MotionEnvelope.to_dict()),
                     optional: older files have none and load with ``model.envelope = None``
+    audio           what a paired-data composer hears (AudioInput.to_dict(): feature settings,
+                    window, statistics), optional: None (or absent) = descriptor-only, the
+                    composer hears no audio (the shipped checkpoint)
     weights         {"vae.<param>": tensor, "composer.<param>": tensor}
     sha256          SHA-256 of everything above, canonically serialised
 
@@ -43,6 +46,7 @@ from livedance.errors import UserError
 from livedance.model.composer import Composer, ComposerConfig
 from livedance.model.context import DescriptorStats
 from livedance.model.dance import DanceModel, NormStats
+from livedance.model.music_encoder import AudioInput
 from livedance.model.vae import UnitVAE, UnitVAEConfig
 from livedance.motion.envelope import MotionEnvelope
 
@@ -108,6 +112,7 @@ def make_payload(
     composer: Composer | None = None,
     descriptors: DescriptorStats | None = None,
     envelope: MotionEnvelope | None = None,
+    audio: AudioInput | None = None,
 ) -> Payload:
     """Assemble a checkpoint dict (not yet hashed) from trained parts."""
     weights = {f"vae.{k}": v.detach().cpu().clone() for k, v in vae.state_dict().items()}
@@ -129,6 +134,7 @@ def make_payload(
         "style_names": list(style_names),
         "meta": meta,
         "envelope": envelope.to_dict() if envelope is not None else None,
+        "audio": audio.to_dict() if audio is not None else None,
         "weights": weights,
     }
 
@@ -235,6 +241,23 @@ def envelope_of(data: Payload, p: Path) -> MotionEnvelope | None:
         raise UserError(f"checkpoint {p} has an unreadable envelope ({exc}); rerun scripts/add_envelope.py or retrain it") from None
 
 
+def audio_of(data: Payload, p: Path) -> AudioInput | None:
+    """What the checkpoint's composer hears; None for descriptor-only checkpoints."""
+    want = int((data.get("composer_config") or {}).get("audio_dim", 0) or 0)
+    spec = data.get("audio")
+    if spec is None:
+        if want:
+            raise UserError(f"checkpoint {p} has a music encoder but no 'audio' field; retrain it with `livedance train composer --music`")
+        return None
+    try:
+        audio = AudioInput.from_dict(spec)
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise UserError(f"checkpoint {p} has an unreadable audio field ({exc}); retrain it") from None
+    if audio.channels != want:
+        raise UserError(f"checkpoint {p}: its audio field gives {audio.channels} channels, its composer reads {want}; retrain it")
+    return audio
+
+
 def model_from_payload(data: Payload, p: Path) -> DanceModel:
     """A :class:`DanceModel` from a verified full payload."""
     if data.get("kind") != "full" or data.get("composer_config") is None or data.get("descriptors") is None:
@@ -260,6 +283,7 @@ def model_from_payload(data: Payload, p: Path) -> DanceModel:
     )
     model.meta = dict(data.get("meta") or {})
     model.envelope = envelope_of(data, p)
+    model.audio = audio_of(data, p)
     return model.eval()
 
 

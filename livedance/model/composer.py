@@ -8,6 +8,10 @@ An LSTM runs once per dance unit. At unit k it reads
 * the music context of unit k (standardised log tempo, energy, busyness)
   and a style embedding (one extra row for "any style"),
 
+* with a paired-data checkpoint, the code of the music heard so far
+  (:class:`~livedance.model.music_encoder.MusicEncoder` over the audio
+  features of the last units; ``audio_dim`` > 0),
+
 and outputs a Gaussian over ``z_move[k]``. Sampling it with a temperature
 gives the next movement; the unit decoder turns it into poses. Nothing in
 it looks ahead: the live engine feeds the context of the beats heard so far.
@@ -22,6 +26,7 @@ from torch import nn
 
 from livedance.model.context import ANY_STYLE, CONTEXT_DIM
 from livedance.model.layers import Gaussian, GaussianHead
+from livedance.model.music_encoder import MusicEncoder
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, B, H)
 
@@ -39,6 +44,10 @@ class ComposerConfig:
     #: A few hundred real units per style: without dropout the LSTM memorises
     #: the training takes within a few hundred steps (held-out NLL x4).
     dropout: float = 0.3
+    #: Channels per audio slice the music encoder reads; 0 = descriptor-only (no encoder).
+    audio_dim: int = 0
+    #: Width of the music code joining the conditioning.
+    audio_code: int = 32
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -49,8 +58,8 @@ class ComposerConfig:
 
     @property
     def cond_dim(self) -> int:
-        """Width of the (context, style embedding) conditioning vector."""
-        return CONTEXT_DIM + self.style_dim
+        """Width of the (context, style embedding[, music code]) conditioning vector."""
+        return CONTEXT_DIM + self.style_dim + (self.audio_code if self.audio_dim else 0)
 
 
 @dataclass
@@ -77,11 +86,19 @@ class Composer(nn.Module):
         self.inp = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(in_dim, cfg.hidden), nn.LeakyReLU(0.2))
         self.lstm = nn.LSTM(cfg.hidden, cfg.hidden, num_layers=cfg.layers, batch_first=True, dropout=cfg.dropout)
         self.head = GaussianHead(cfg.hidden + cfg.cond_dim, cfg.move_dim)
+        # Created last, and only for paired-data models: a descriptor-only
+        # composer draws the same initial weights as before it existed.
+        self.music = MusicEncoder(cfg.audio_dim, cfg.audio_code) if cfg.audio_dim else None
 
-    def condition(self, context: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        """(..., 3) standardised context, (...,) style ids (ANY_STYLE allowed) -> (..., cond_dim)."""
+    def condition(self, context: torch.Tensor, style: torch.Tensor, audio: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., 3) standardised context, (...,) style ids (ANY_STYLE allowed)
+        [, (..., units, steps, audio_dim) audio window] -> (..., cond_dim)."""
         idx = torch.where(style == ANY_STYLE, torch.full_like(style, self.cfg.n_styles), style)
-        return torch.cat([context, self.style(idx)], dim=-1)
+        if self.music is None:
+            return torch.cat([context, self.style(idx)], dim=-1)
+        if audio is None:
+            raise ValueError("this composer was trained on paired music: it needs the audio window")
+        return torch.cat([context, self.style(idx), self.music(audio)], dim=-1)
 
     def forward(
         self,
@@ -90,6 +107,7 @@ class Composer(nn.Module):
         context: torch.Tensor,
         style: torch.Tensor,
         state: LSTMState | None = None,
+        audio: torch.Tensor | None = None,
     ) -> tuple[Gaussian, LSTMState]:
         """One or more steps.
 
@@ -99,11 +117,13 @@ class Composer(nn.Module):
             context: (B, K, 3) standardised music context of each unit.
             style: (B, K) style ids.
             state: LSTM state carried from the previous call, or None.
+            audio: (B, K, units, steps, audio_dim) music window of each step
+                (paired-data composers only; see ``AudioInput``).
 
         Returns:
             (Gaussian over z_move (B, K, Zm), new LSTM state).
         """
-        cond = self.condition(context, style)
+        cond = self.condition(context, style, audio)
         h, new_state = self.lstm(self.inp(torch.cat([prev_move, init_code, cond], dim=-1)), state)
         # The context also skips the LSTM, so a sudden change in the music
         # reaches the very next unit instead of leaking in through the memory.

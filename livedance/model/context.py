@@ -46,6 +46,9 @@ class MusicContext:
     energy: FloatOrArray = 1.0
     busyness: FloatOrArray = 0.5
     style: IntOrArray = ANY_STYLE
+    #: Paired-data checkpoints only: the encoder input of the music heard so far,
+    #: (units, steps, channels) from ``AudioInput.window``; None = not heard / not used.
+    audio: np.ndarray | None = None
 
     def batched(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """``(values (B, 3) float32 [tempo, energy, busyness], style (B,) int64)``."""

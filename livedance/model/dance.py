@@ -25,6 +25,7 @@ from livedance.model.beat_align import accent_beats, align_beats, unclear_beats
 from livedance.model.composer import Composer, LSTMState
 from livedance.model.context import ANY_STYLE, DescriptorStats, MusicContext
 from livedance.model.device import state_to
+from livedance.model.music_encoder import AudioInput
 from livedance.model.vae import UnitVAE
 from livedance.motion.envelope import MotionEnvelope
 from livedance.motion.foot_plant import plant_feet
@@ -128,6 +129,8 @@ class DanceModel(nn.Module):
         #: The real dance's envelope per style (``livedance.motion.envelope``), from the
         #: checkpoint; None for checkpoints made before it was stored.
         self.envelope: MotionEnvelope | None = None
+        #: What a paired-data composer hears (``AudioInput``); None = descriptor-only.
+        self.audio: AudioInput | None = None
         #: The checkpoint file it was loaded from (a CPU fall-back reloads it when the GPU is lost).
         self.source: str | None = None
         self.eval()
@@ -200,7 +203,11 @@ class DanceModel(nn.Module):
         style_t = torch.from_numpy(style).to(dev)
         last, before = state.last_frames[:, 1], state.last_frames[:, 0]
         z_init = self.vae.init_encoder(last).mu  # the unit starts where the last one ended
-        q, lstm = self.composer(state.prev_move[:, None], z_init[:, None], ctx[:, None], style_t[:, None], state.lstm)
+        audio = None
+        if self.audio is not None:  # paired-data checkpoint: the window of music heard so far
+            window = context.audio if context.audio is not None else self.audio.silence()
+            audio = torch.as_tensor(np.asarray(window, np.float32), device=dev).expand(b, 1, *window.shape[-3:])
+        q, lstm = self.composer(state.prev_move[:, None], z_init[:, None], ctx[:, None], style_t[:, None], state.lstm, audio)
         gen = torch.Generator(device=dev)
         gen.set_state(state.rng)
         z_move = q.sample(gen, float(temperature))[:, 0]

@@ -207,3 +207,50 @@ def render(
         p = np.mean(out**2)
         out = out + rng.standard_normal(n) * np.sqrt(p / 10 ** (noise_db / 10))
     return Track(audio=out.astype(np.float32), sample_rate=sr, beats=beats, downbeats=downbeats)
+
+
+def render_on_beats(
+    beats: np.ndarray,
+    loudness_db: np.ndarray,
+    subdivisions: np.ndarray,
+    sr: int = 22050,
+    seed: int = 0,
+    timbre: str = "electro",
+) -> np.ndarray:
+    """Drums on given beat times, each beat as loud and as busy as asked.
+
+    For paired test data made from a dance: ``beats`` (B,) increasing times
+    (e.g. a take's kinematic beats), ``loudness_db`` (B,) the gain of each
+    beat's hits (0 = full), ``subdivisions`` (B,) hats per beat (1, 2, 3 or
+    4). Kick on every beat, snare on every other one, a bass note per beat.
+    The track is scaled once as a whole, so loudness differences between
+    beats are kept. Returns (n,) float32 mono, one second past the last beat.
+    """
+    beats = np.asarray(beats, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    kit = _instruments(timbre, sr, rng)
+    n = int(round((beats[-1] + 1.0) * sr)) if beats.size else sr
+    out = np.zeros(n, dtype=np.float64)
+    root = 55.0 * 2 ** (rng.integers(0, 12) / 12)
+
+    def hit(sample: np.ndarray, at: float, gain: float) -> None:
+        i0 = int(round(at * sr))
+        m = min(sample.shape[0], n - i0)
+        if 0 <= i0 and m > 0:
+            out[i0 : i0 + m] += gain * sample[:m]
+
+    for i, t in enumerate(beats):
+        period = (beats[i + 1] - t) if i + 1 < beats.size else (t - beats[i - 1] if i else 0.5)
+        g = 10.0 ** (float(loudness_db[i]) / 20.0)
+        hit(kit["kick"], t, g)
+        if i % 2:
+            hit(kit["snare"], t, 0.8 * g)
+        k = max(1, int(subdivisions[i]))
+        for j in range(k):
+            hit(kit["hat"], t + period * j / k, (0.5 if j == 0 else 0.35) * g * rng.uniform(0.85, 1.0))
+        m = min(int(0.9 * period * sr), n - int(round(t * sr)))
+        if m > 0:
+            tt = np.arange(m) / sr
+            hit(np.sin(2 * np.pi * root * tt) * np.minimum(1, tt / 0.01) * _env(m, sr, 0.3), t, 0.25 * g)
+    out *= 0.9 / max(np.abs(out).max(), 1e-9)
+    return out.astype(np.float32)

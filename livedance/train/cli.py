@@ -24,6 +24,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", nargs="+", required=True, metavar="DIR",
                    help="motion folders (BVH / AIST++ pkl), or 'synthetic[:SEED]' for a no-data smoke run")
     p.add_argument("--out", required=True, type=Path, metavar="CKPT", help="checkpoint to write")
+    p.add_argument("--music", metavar="DIR",
+                   help="paired music: the folder of the music (AIST++ mXX0.wav by the music ID in each name; other data "
+                        "by a TAKE.music.toml sidecar), or 'synthetic[:SEED]'; both stages train on the paired units only, "
+                        "and the composer learns a music encoder (docs/training.md)")
+    p.add_argument("--audio-lag", type=int, default=2, metavar="UNITS",
+                   help="with --music: units between the music the composer hears and the unit it composes "
+                        "(default 2: what the live engine has heard; 0: the unit's own music, offline only)")
     p.add_argument("--units", type=Path, metavar="CKPT", help="composer stage: the checkpoint of `train units`")
     p.add_argument("--steps", type=int, default=4000, help="optimiser steps (default 4000)")
     p.add_argument("--batch", type=int, default=64, help="global batch size (units or windows; default 64)")
@@ -60,8 +67,15 @@ def run(args: argparse.Namespace, settings: object) -> int:
         save_every=args.save_every, max_minutes=args.max_minutes, stop_after=args.stop_after, device=args.device, threads=args.threads,
     )
     data = load_data(args.data, args.cache)
+    audio = None
+    if args.music is not None:
+        from livedance.train.paired import pair
+
+        if args.audio_lag < 0:
+            raise UserError("--audio-lag must be 0 or more units")
+        data, audio = pair(data, [Path(d).expanduser() for d in args.data], args.music, settings, args.audio_lag)  # type: ignore[arg-type]
     meta = {"command": "livedance " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "data": list(args.data),
-            "style_names": list(data.style_names), "takes": len(data.take_names)}
+            "style_names": list(data.style_names), "takes": len(data.take_names), "music": args.music}
     log.info("data: %d units, %d takes, styles %s", len(data.units), len(data.take_names), data.style_names)
     if args.stage == "units":
         from livedance.train.units import train_units
@@ -88,7 +102,8 @@ def run(args: argparse.Namespace, settings: object) -> int:
             # units themselves are tempo-free): what the engine must stay inside.
             envelope = measure_envelope(args.data, progress=not args.no_progress)
         result = train_composer(data, args.units, args.out, cfg, model_cfg, window=args.window, resume=args.resume,
-                                log_dir=args.log_dir, meta=meta, progress=not args.no_progress, envelope=envelope)
+                                log_dir=args.log_dir, meta=meta, progress=not args.no_progress, envelope=envelope,
+                                audio=audio)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun only rank 0 reports
     summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.items()))

@@ -9,7 +9,7 @@ composer learns the next movement code from everything before it
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from livedance.model.dance import NormStats
 from livedance.model.vae import UnitVAE
 from livedance.train import common
 from livedance.train.data import UnitData, split_indices, takes_of
+from livedance.train.paired import PairedAudio
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,16 @@ class CodeSequences:
         context: (U, 3) standardised (log tempo, energy, busyness).
         style: (U,) style id.
         windows: (N, L) unit indices, -1 = padding (takes shorter than L).
+        audio: (U + 1, steps, C) encoder input of every unit, last row all
+            padding; None without paired music.
+        audio_window: (U, units) the units whose music unit u's composer
+            hears (``lag`` units before it, oldest first), U = padding.
     """
 
-    def __init__(self, vae: UnitVAE, x: torch.Tensor, data: UnitData, stats: DescriptorStats, split: str, window: int) -> None:
+    def __init__(
+        self, vae: UnitVAE, x: torch.Tensor, data: UnitData, stats: DescriptorStats, split: str, window: int,
+        audio: PairedAudio | None = None,
+    ) -> None:
         with torch.no_grad():
             self.move = torch.cat([vae.move_encoder(x[i : i + 512]).mu for i in range(0, len(x), 512)])
             first = torch.cat([vae.init_encoder(x[i : i + 512, 0]).mu for i in range(0, len(x), 512)])
@@ -66,6 +74,12 @@ class CodeSequences:
         self.context = stats.standardise(raw).to(x.device)
         self.style = torch.as_tensor(np.asarray(data.style), dtype=torch.long, device=x.device)
         self.windows = torch.from_numpy(np.stack(rows)) if rows else torch.zeros((0, window), dtype=torch.long)
+        self.audio: torch.Tensor | None = None
+        if audio is not None:
+            enc = audio.encoded()
+            pad = np.zeros((1,) + enc.shape[1:], np.float32)
+            self.audio = torch.from_numpy(np.concatenate([enc, pad])).to(x.device)
+            self.audio_window = torch.from_numpy(audio_windows(prev, audio.input.units, audio.input.lag)).to(x.device)
 
     def batch(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         """Gather windows ``rows`` -> dict of (B, L, ...) tensors plus mask (B, L)."""
@@ -74,7 +88,7 @@ class CodeSequences:
         safe = idx.clamp_min(0)
         prev = self.prev[safe]
         prev_move = torch.where((prev >= 0)[..., None], self.move[prev.clamp_min(0)], torch.zeros_like(self.move[safe]))
-        return {
+        out = {
             "target": self.move[safe],
             "prev": prev_move,
             "init": self.init[safe],
@@ -82,11 +96,32 @@ class CodeSequences:
             "style": self.style[safe],
             "mask": mask,
         }
+        if self.audio is not None:
+            out["audio"] = self.audio[self.audio_window[safe]]  # (B, L, units, steps, C)
+        return out
 
 
-def _critic_condition(context: torch.Tensor, style: torch.Tensor, n_styles: int) -> torch.Tensor:
-    """Critic input: clean context + one-hot style (the critic must not share the composer's embedding)."""
-    return torch.cat([context, F.one_hot(style, n_styles).float()], dim=-1)
+def audio_windows(prev: np.ndarray, units: int, lag: int) -> np.ndarray:
+    """(U,) previous-unit indices (-1 at a sequence's start) -> (U, units) the units
+    ``lag`` .. ``lag + units - 1`` before each, oldest first; U where there is none."""
+    n = len(prev)
+    chain = [np.arange(n)]
+    for _ in range(lag + units - 1):
+        last = chain[-1]
+        chain.append(np.where(last >= 0, prev[np.maximum(last, 0)], -1))
+    win = np.stack(chain[lag:][::-1], axis=1)
+    return np.where(win >= 0, win, n).astype(np.int64)
+
+
+def _critic_condition(
+    context: torch.Tensor, style: torch.Tensor, n_styles: int, audio: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Critic input: clean context + one-hot style (the critic must not share the composer's
+    embedding) [+ the newest heard unit's mean music features, not the composer's music code]."""
+    parts = [context, F.one_hot(style, n_styles).float()]
+    if audio is not None:
+        parts.append(audio[..., -1, :, :].mean(-2))
+    return torch.cat(parts, dim=-1)
 
 
 def _masked_mean(v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -114,7 +149,7 @@ def composer_losses(
         drop = torch.rand(style.shape, generator=gen, device=style.device) < w.style_dropout
         style_in = torch.where(drop, torch.full_like(style, ANY_STYLE), style)
         prev_in = prev_in + w.code_noise * torch.randn(prev_in.shape, generator=gen, device=prev_in.device)
-    q, _ = composer(prev_in, b["init"], ctx_in, style_in)
+    q, _ = composer(prev_in, b["init"], ctx_in, style_in, None, b.get("audio"))
     mask = b["mask"]
     fake = q.sample(gen)
     energy_busy, logits = regressor(fake, ctx[..., :1])
@@ -122,7 +157,7 @@ def composer_losses(
         "nll": _masked_mean(q.nll(b["target"]) / b["target"].shape[-1], mask),
         "regression": _masked_mean(F.mse_loss(energy_busy, ctx[..., 1:], reduction="none").mean(-1), mask),
         "style": _masked_mean(F.cross_entropy(logits.transpose(1, 2), style, reduction="none"), mask),
-        "adversarial": lsgan_g_loss(critic(b["prev"], fake, _critic_condition(ctx, style, n_styles))[mask]),
+        "adversarial": lsgan_g_loss(critic(b["prev"], fake, _critic_condition(ctx, style, n_styles, b.get("audio")))[mask]),
     }
     losses["total"] = (
         w.nll * losses["nll"] + w.regression * losses["regression"] + w.style * losses["style"] + w.adversarial * losses["adversarial"]
@@ -143,9 +178,12 @@ def train_composer(
     meta: dict[str, Any] | None = None,
     progress: bool = True,
     envelope: MotionEnvelope | None = None,
+    audio: PairedAudio | None = None,
 ) -> dict[str, float]:
     """Train the composer against the frozen VAE of ``units_checkpoint``; write a full checkpoint to ``out``
-    (with ``envelope``, the real takes' realism envelope, for the engine and the benchmarks)."""
+    (with ``envelope``, the real takes' realism envelope, for the engine and the benchmarks).
+    With ``audio`` (the units' paired music, ``livedance.train.paired``) it also
+    learns a music encoder, and the checkpoint expects audio."""
     info, device = common.setup(cfg)
     w = weights or ComposerLossWeights()
     payload = read_checkpoint(units_checkpoint)
@@ -161,17 +199,19 @@ def train_composer(
     train_idx = split_indices(data, "train")
     stats = DescriptorStats.fit(data.tempo[train_idx], data.energy[train_idx], data.busyness[train_idx])
     x = torch.from_numpy((units - norm.mean) / norm.std).to(device)
-    train_seq = CodeSequences(vae, x, data, stats, "train", window)
-    val_seq = CodeSequences(vae, x, data, stats, "val", window)
+    train_seq = CodeSequences(vae, x, data, stats, "train", window, audio)
+    val_seq = CodeSequences(vae, x, data, stats, "val", window, audio)
     n_styles = len(data.style_names)
     model_cfg = model_cfg or ComposerConfig(move_dim=vae.cfg.move_dim, init_dim=vae.cfg.init_dim, n_styles=n_styles)
+    if audio is not None:
+        model_cfg = replace(model_cfg, audio_dim=audio.input.channels)
     if (model_cfg.move_dim, model_cfg.init_dim, model_cfg.n_styles) != (vae.cfg.move_dim, vae.cfg.init_dim, n_styles):
         raise UserError("composer code sizes must match the unit VAE's (move_dim, init_dim) and the data's style count")
 
     torch.manual_seed(cfg.seed)
     composer = Composer(model_cfg).to(device)
     regressor = DescriptorRegressor(model_cfg.move_dim, n_styles).to(device)
-    critic = TransitionCritic(model_cfg.move_dim, CONTEXT_DIM + n_styles).to(device)
+    critic = TransitionCritic(model_cfg.move_dim, CONTEXT_DIM + n_styles + (audio.input.channels if audio else 0)).to(device)
     opt = torch.optim.Adam(composer.parameters(), lr=cfg.lr)
     opt_r = torch.optim.Adam(regressor.parameters(), lr=cfg.lr)
     opt_c = torch.optim.Adam(critic.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
@@ -202,6 +242,7 @@ def train_composer(
             composer=composer,
             descriptors=stats,
             envelope=envelope,
+            audio=audio.input if audio is not None else None,
             meta={**(meta or {}), "stage": "composer", "units_meta": payload.get("meta"), "step": session.step,
                   "final": session.final, "seconds": round(session.stopwatch.seconds, 1),
                   "windows": int(len(train_seq.windows)), "val": last_val, "config": cfg.to_dict(), "world": info.world},
@@ -232,7 +273,7 @@ def train_composer(
         r_loss.backward()
         opt_r.step()
 
-        cond = _critic_condition(b["context"], b["style"], n_styles)[mask]
+        cond = _critic_condition(b["context"], b["style"], n_styles, b.get("audio"))[mask]
         prev = b["prev"][mask]
         both = critic_ddp(torch.cat([prev, prev]), torch.cat([b["target"][mask], fake.detach()[mask]]), torch.cat([cond, cond]))
         c_loss = lsgan_d_loss(both[: len(prev)], both[len(prev) :])
