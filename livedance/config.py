@@ -33,7 +33,7 @@ class AudioSettings:
     hop: int = 512  # analysis hop, samples at sample_rate
     block: int = 512  # device callback size, frames at the device rate
     ring_seconds: float = 10.0  # ring buffer length
-    channels: int | None = None  # capture channels; None = device default, mixed down
+    channels: list[int] | int | None = None  # input channels to mix down, numbered from 1 (e.g. [3, 4]); N = the first N; None = the first two
     retry_seconds: float = 1.0  # how often to retry a lost input device
     stall_seconds: float = 2.0  # no callback for this long = the device is lost
 

@@ -186,3 +186,64 @@ def test_file_source_plays_to_the_device_and_is_paced_by_it(pulse_sink, tmp_path
     captured = np.concatenate(heard)
     # What was analysed was also played: the monitor heard the drums.
     assert np.sqrt(np.mean(captured**2)) > 0.3 * np.sqrt(np.mean(song.samples**2))
+
+
+@pytest.mark.slow
+def test_channels_pick_the_inputs_a_mixer_delivers_the_master_on(pulse_sink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A 4-channel virtual interface: drums on inputs 3/4, a 440 Hz tone on 1/2.
+    ``channels=[3, 4]`` hears the drums only, the default (1, 2) the tone only;
+    inputs the device lacks are a one-line error naming the range."""
+    import subprocess as sp
+    import sys
+
+    from livedance.errors import UserError
+
+    name = f"livedance_quad_{os.getpid()}"
+    quad = "front-left,front-right,rear-left,rear-right"  # named, so PulseAudio maps 1:1 (no remixing)
+    res = sp.run(["pactl", "load-module", "module-null-sink", f"sink_name={name}", "rate=44100", "channels=4",
+                  f"channel_map={quad}"],
+                 capture_output=True, text=True, timeout=10)
+    assert res.returncode == 0, res.stderr
+    module = res.stdout.strip()
+    rate = 44100
+    drums, _ = drum_track(120, 6.0, sr=rate, seed=2, pattern="rock")
+    tone = 0.3 * np.sin(2 * np.pi * 440.0 * np.arange(drums.size) / rate).astype(np.float32)
+    wav = tmp_path / "quad.wav"
+    sf.write(wav, np.stack([tone, tone, drums, drums], axis=1), rate)
+    monkeypatch.setenv("PULSE_SOURCE", f"{name}.monitor")
+    try:
+        master = DeviceSource(AudioSettings(device="pulse", channels=[3, 4]))
+        front = DeviceSource(AudioSettings(device="pulse"))
+        assert master.picked == [2, 3] and front.picked == [0, 1]
+        caught: dict[str, list[np.ndarray]] = {"master": [], "front": []}
+        with master, front:
+            master.read(1 << 16, timeout=0.3)
+            front.read(1 << 16, timeout=0.3)
+            player = sp.Popen(["paplay", f"--device={name}", f"--channel-map={quad}", str(wav)])
+            try:
+                t_end = time.monotonic() + 5.0
+                while time.monotonic() < t_end:
+                    caught["master"].append(master.read(4096, timeout=0.05))
+                    caught["front"].append(front.read(4096, timeout=0.05))
+            finally:
+                player.wait(timeout=15)
+        sr = master.sample_rate
+
+        def tone_share(y: np.ndarray) -> float:
+            spec = np.abs(np.fft.rfft(y)) ** 2
+            f = np.fft.rfftfreq(y.size, 1.0 / sr)
+            return float(spec[(f > 430) & (f < 450)].sum() / max(spec.sum(), 1e-12))
+
+        m, fr = np.concatenate(caught["master"]), np.concatenate(caught["front"])
+        assert np.sqrt(np.mean(m**2)) > 0.02 and np.sqrt(np.mean(fr**2)) > 0.05, "nothing captured"
+        assert tone_share(fr) > 0.9, tone_share(fr)  # 1/2: the tone
+        assert tone_share(m) < 0.01, tone_share(m)  # 3/4: drums, no tone
+        with pytest.raises(UserError, match="inputs 1 to 32"):
+            DeviceSource(AudioSettings(device="pulse", channels=[33, 34]))
+        r = sp.run([sys.executable, "-m", "livedance.cli", "perform", "--device", "pulse", "--channels", "3,x",
+                    "--no-window", "--seconds", "1"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--channels" in r.stderr, r.stderr
+        r = sp.run([sys.executable, "-m", "livedance.cli", "devices"], capture_output=True, text=True, timeout=60)
+        assert "--channels 3,4" in r.stdout and " 32  " in r.stdout, r.stdout
+    finally:
+        sp.run(["pactl", "unload-module", module], capture_output=True, timeout=10)

@@ -56,6 +56,34 @@ def list_devices() -> list[DeviceInfo]:
     ]
 
 
+def pick_channels(spec: list[int] | int | None, device: DeviceInfo) -> list[int]:
+    """The 0-based input channels to mix down from ``spec`` (``audio.channels``
+    / ``--channels``: channel numbers from 1, e.g. ``[3, 4]`` for a mixer's
+    master on inputs 3/4; an int N for the first N; None for the first two)."""
+    have = device.inputs
+    if spec is None:
+        return list(range(min(2, have)))
+    if isinstance(spec, int):
+        if not 1 <= spec <= have:
+            raise UserError(f"audio.channels = {spec} but '{device.name}' has {have} input channels (use 1 to {have}, or a list like [3, 4])")
+        return list(range(spec))
+    picked = [int(c) for c in spec]
+    if not picked or len(set(picked)) != len(picked) or any(not 1 <= c <= have for c in picked):
+        raise UserError(
+            f"channels {','.join(map(str, picked)) or '(none)'}: '{device.name}' has inputs 1 to {have} "
+            f"(name each once, e.g. --channels 3,4; see `livedance devices`)"
+        )
+    return [c - 1 for c in picked]
+
+
+def parse_channels(text: str) -> list[int]:
+    """``"3,4"`` -> ``[3, 4]`` (the ``--channels`` flag); UserError if not numbers."""
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",")]
+    except ValueError:
+        raise UserError(f"--channels {text!r}: give input channel numbers from 1, comma-separated (e.g. --channels 3,4)") from None
+
+
 def find_device(spec: str | int | None, kind: str = "input") -> DeviceInfo:
     """Resolve ``spec`` (None = system default, an index, or a name substring)."""
     devices = list_devices()
@@ -93,5 +121,6 @@ def run(args: argparse.Namespace, settings: object) -> int:
     for d in devices:
         mark = ("<" if d.is_default_input else " ") + (">" if d.is_default_output else " ")
         print(f"{d.index:>3}{mark}{d.inputs:>3} {d.outputs:>3}  {d.default_rate:>6.0f}  {d.name} ({d.hostapi})")
-    print("\n< default input, > default output; choose one with --device INDEX_OR_NAME or [audio] device")
+    print("\n< default input, > default output; choose one with --device INDEX_OR_NAME or [audio] device;")
+    print("in/out are channel counts: pick inputs with --channels 3,4 or [audio] channels = [3, 4] (default: 1,2)")
     return 0

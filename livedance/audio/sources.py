@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from livedance.audio.condition import MAX_RATE, MIN_RATE, Conditioner, mix_down
-from livedance.audio.devices import find_device, load_sounddevice
+from livedance.audio.devices import find_device, load_sounddevice, pick_channels
 from livedance.audio.ring import RingBuffer
 from livedance.config import AudioSettings
 from livedance.errors import UserError
@@ -102,18 +102,16 @@ class DeviceSource(AudioSource):
         self.settings = settings
         self.sample_rate = settings.sample_rate
         self.device = find_device(settings.device, "input")
-        self.channels = settings.channels or min(2, self.device.inputs)
-        if self.channels > self.device.inputs:
-            raise UserError(
-                f"audio.channels = {self.channels} but device '{self.device.name}' has only "
-                f"{self.device.inputs} input channels (lower audio.channels or leave it unset)"
-            )
+        # The channels mixed down (0-based); the stream opens 1..the highest of them.
+        self.picked = pick_channels(settings.channels, self.device)
+        self.channels = max(self.picked) + 1
+        self._all_picked = self.picked == list(range(self.channels))
         self.device_rate = self.device.default_rate
         if not MIN_RATE <= self.device_rate <= MAX_RATE:
             self.device_rate = float(settings.sample_rate)
         self._ring = RingBuffer(max(int(settings.ring_seconds * self.device_rate), 4 * _MAX_BLOCK))
         self._mix = np.zeros(_MAX_BLOCK, dtype=np.float32)
-        self._inv_ch = np.float32(1.0 / self.channels)
+        self._inv_ch = np.float32(1.0 / len(self.picked))
         self._raw = np.zeros(self._ring.capacity, dtype=np.float32)
         self._stream: Any = None
         self._conditioner = Conditioner(self.device_rate, self.sample_rate)
@@ -148,11 +146,16 @@ class DeviceSource(AudioSource):
         if frames > _MAX_BLOCK:
             self._xruns += 1
             return
-        if self.channels == 1:
-            self._ring.write(indata[:, 0])
+        if len(self.picked) == 1:
+            self._ring.write(indata[:, self.picked[0]])
         else:
             mix = self._mix[:frames]
-            np.sum(indata, axis=1, out=mix)
+            if self._all_picked:
+                np.sum(indata, axis=1, out=mix)
+            else:  # column views, added in place: no allocation
+                np.copyto(mix, indata[:, self.picked[0]])
+                for c in self.picked[1:]:
+                    mix += indata[:, c]
             mix *= self._inv_ch
             self._ring.write(mix)
         self._callbacks += 1

@@ -140,6 +140,10 @@ def run_perform(args: argparse.Namespace, settings: Settings) -> int:
     apply_engine_args(args, settings)
     if args.device is not None:
         settings.audio.device = args.device
+    if getattr(args, "channels", None) is not None:
+        from livedance.audio.devices import parse_channels
+
+        settings.audio.channels = parse_channels(args.channels)
     if args.kiosk:
         args.window = True
     window = args.window if args.window is not None else _has_display()
@@ -228,6 +232,7 @@ def add_arguments(sub: Any, add_command: Any) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--input", metavar="FILE", help="audio file paced in real time (default: live input device)")
     src.add_argument("--device", metavar="NAME_OR_INDEX", help="input device (see `livedance devices`)")
+    p.add_argument("--channels", metavar="3,4", help="input channels to mix, numbered from 1 (default 1,2; setting audio.channels)")
     p.add_argument("--play", action="store_true", help="play --input on the default output device")
     p.add_argument("--seconds", type=float, help="stop after this many seconds")
     p.add_argument("--osc", metavar="HOST:PORT", nargs="?", const="127.0.0.1:9000", help="send the livedance OSC scheme")
