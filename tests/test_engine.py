@@ -136,19 +136,27 @@ def test_dance_clock_back_on_the_beat_within_four_beats_of_a_tempo_jump(before: 
     assert steps.max() <= 1.6 + 1e-6 and steps.min() > 0.0
 
 
-def test_louder_denser_music_moves_more():
-    quiet, _ = drum_track(110, 16.0, SR, seed=5, pattern="rock", gain=0.5, bass=False)
-    # Same tempo: a quiet, sparse half then a loud, dense half.
-    loud, _ = drum_track(110, 16.0, SR, seed=6, pattern="funk", gain=0.5)
-    sparse = quiet * 0.06
-    audio = np.concatenate([loud[: 8 * SR], sparse[8 * SR : 16 * SR], loud[: 8 * SR]])
-    frames, weights, *_ = dance(audio)
-    joints = np.stack([f.joints[0] for f in frames])
-    speed = mean_joint_speed(joints, FPS)
-    t = np.arange(len(frames)) / FPS
-    in_sparse = speed[(t > 11) & (t < 16)].mean()
-    in_loud = speed[(t > 19) & (t < 24)].mean()
-    assert in_loud > 1.15 * in_sparse, f"loud {in_loud:.2f} m/s vs quiet {in_sparse:.2f} m/s"
+def test_louder_music_moves_more():
+    """Two runs with one seed to the same drum track, except that in the second
+    the music drops 14 dB after 8 s. In both, the dancers dance throughout at
+    full confidence; from 10 s on the louder run moves faster. Same seed, same
+    tempo, same pattern: the units drawn differ only through the energy the
+    composer is asked for, so with energy ignored (the listener's level held
+    constant) the two speeds agree within 2% (measured on the shipped
+    checkpoint: 0.98-1.01 over seeds 0-2, against 1.14-1.16 with energy)."""
+    loud, _ = drum_track(110, 20.0, SR, seed=6, pattern="funk", gain=0.5)
+    quieter = loud.copy()
+    quieter[8 * SR :] *= 0.2
+    speeds = []
+    for audio in (loud, quieter):
+        frames, weights, *_ = dance(audio, dancers=4)
+        t = np.arange(len(frames)) / FPS
+        window = (t > 10) & (t < 20)
+        assert weights[window].min() == 1.0, "a dancer stopped dancing: this would compare idling with dancing"
+        assert min(f.confidence for f, w in zip(frames, window) if w) >= 0.85
+        joints = np.stack([f.joints for f in frames])[window]  # (N, 4, 24, 3)
+        speeds.append(np.mean([mean_joint_speed(joints[:, d], FPS).mean() for d in range(4)]))
+    assert speeds[0] > 1.07 * speeds[1], f"loud {speeds[0]:.3f} m/s vs 14 dB quieter {speeds[1]:.3f} m/s"
 
 
 def test_several_dancers_differ_and_keep_apart():
