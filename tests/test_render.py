@@ -72,8 +72,8 @@ def test_shaders_compile_and_link_on_egl() -> None:
     try:
         assert "llvmpipe" in ctx.info["GL_RENDERER"] or ctx.info["GL_RENDERER"]
         for vert, frag, uniform in (
-            ("body.vert", "body.frag", "u_skin"),
-            ("shadow.vert", "shadow.frag", "u_skin"),
+            ("body.vert", "body.frag", "Skins"),
+            ("shadow.vert", "shadow.frag", "Skins"),
             ("floor.vert", "floor.frag", "u_shadow_map"),
             ("background.vert", "background.frag", "u_top_color"),
         ):
@@ -224,3 +224,25 @@ def test_render_is_deterministic(renderer: OffscreenRenderer) -> None:
 def test_tiny_render_size_is_a_user_error() -> None:
     with pytest.raises(UserError, match="too small"):
         OffscreenRenderer(8, 8)
+
+
+def test_a_crowd_is_drawn_in_instanced_batches_each_dancer_in_its_colour() -> None:
+    """20 dancers: three draw calls per pass (8 + 8 + 4 instances). Every dancer is
+    drawn where it stands, in its palette colour (green for even, magenta for odd)."""
+    from livedance.outputs.renderer import SKIN_BATCH
+
+    dancers, w = 20, 640
+    assert dancers > 2 * SKIN_BATCH
+    with OffscreenRenderer(w, H, look=GREEN, samples=0, spacing=1.0) as r:
+        frame = pose(arms_down=True, dancers=dancers)
+        img = r.render(frame)
+        lo, hi = r.scene.framer.lo, r.scene.framer.hi
+        view = frame_view(r.camera, lo, hi, w / H)
+    green = green_mask(img)
+    magenta = (img[..., 0].astype(int) > img[..., 1] + 40) & (img[..., 2].astype(int) > img[..., 1] + 40)
+    pelvis = np.c_[frame.joints[:, 0] + lane_offsets(dancers, 1.0), np.ones(dancers)] @ view.view_proj.T
+    xs = ((pelvis[:, 0] / pelvis[:, 3] + 1) / 2 * w).round().astype(int)
+    for d, x in enumerate(xs):
+        mine, other = (green, magenta) if d % 2 == 0 else (magenta, green)
+        strip = slice(max(x - 3, 0), x + 4)
+        assert mine[:, strip].sum() > 10 and mine[:, strip].sum() > 5 * other[:, strip].sum(), d

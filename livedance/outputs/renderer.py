@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Iterator, TypeVar
 
 import moderngl
 import numpy as np
@@ -281,6 +281,14 @@ def beat_pulse(frame: Frame) -> float:
 #: dancer count from which bodies are drawn with it.
 LOD_CELL = 0.02
 LOD_DANCERS = 4
+#: Dancers skinned per draw call (instances), as ``SKIN_BATCH`` in skin.glsl.
+SKIN_BATCH = 8
+#: Bytes of one dancer's 24 joint matrices in the std140 ``Skins`` block.
+SKIN_BYTES = NUM_JOINTS * 64
+#: Uniform-buffer binding point of the ``Skins`` block.
+SKIN_BINDING = 1
+#: Dancer colours the body shader holds (``u_palette[8]``); a longer palette is cut.
+PALETTE_SIZE = 8
 
 
 class _SkinnedMesh:
@@ -339,6 +347,13 @@ class SceneRenderer:
         # draws crowds, where each body is small on screen: on a CPU renderer
         # vertex work is most of a frame.
         self.lod = _SkinnedMesh(ctx, decimate(body, LOD_CELL), self.body_prog, self.shadow_prog)
+        # Every dancer's joint matrices, uploaded once a frame; each draw call
+        # binds SKIN_BATCH dancers' worth (offsets are multiples of 12 KB, so
+        # aligned for any GL's uniform-buffer offset alignment) and draws them
+        # as instances: 64 dancers are 8 draws per pass, not 64.
+        self.skin_ubo = ctx.buffer(reserve=SKIN_BATCH * SKIN_BYTES)
+        for prog in (self.body_prog, self.shadow_prog):
+            prog["Skins"].binding = SKIN_BINDING
 
         corners = np.array([-1, -1, 1, -1, -1, 1, 1, 1], dtype=np.float32)
         self.floor_vbo = ctx.buffer(corners.tobytes())
@@ -375,6 +390,9 @@ class SceneRenderer:
         self.bg_prog["u_top_color"].value = look.top_color
         self.bg_prog["u_bottom_color"].value = look.bottom_color
         self.bg_prog["u_glow_color"].value = look.glow_color
+        palette = list(look.palette[:PALETTE_SIZE])
+        self.body_prog["u_palette"].write(np.asarray(palette + palette[:1] * (PALETTE_SIZE - len(palette)), dtype="f4").tobytes())
+        self.body_prog["u_palette_size"].value = len(palette)
 
     def draw(
         self,
@@ -388,7 +406,7 @@ class SceneRenderer:
         ctx = self.ctx
         look = self.look
         offsets = lane_offsets(frame.dancers, self.spacing)
-        skins = skin_matrices(frame, self.body, offsets.astype(np.float32))
+        self._upload_skins(skin_matrices(frame, self.body, offsets.astype(np.float32)))
         all_joints = (np.asarray(frame.joints) + offsets[:, None, :]).reshape(-1, 3)
         if not len(all_joints):  # no dancers: frame an empty stage around the origin
             all_joints = np.array([[0.0, look.floor_y, 0.0], [0.0, look.floor_y + 1.7, 0.0]])
@@ -406,9 +424,8 @@ class SceneRenderer:
         ctx.enable_only(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
         ctx.cull_face = "front"
         self.shadow_prog["u_light_view_proj"].write(_gl(light_vp))
-        for d in range(frame.dancers):
-            self.shadow_prog["u_skin"].write(_gl(skins[d]))
-            self.lod.shadow_vao.render(moderngl.TRIANGLES)
+        for first, count in self._skin_batches(frame.dancers):
+            self.lod.shadow_vao.render(moderngl.TRIANGLES, instances=count)
 
         # 2. Backdrop (no depth: it's behind everything).
         target.use()
@@ -444,10 +461,24 @@ class SceneRenderer:
         bp["u_camera_pos"].value = tuple(view.eye)
         bp["u_pulse"].value = pulse
         mesh = self.mesh if frame.dancers < LOD_DANCERS else self.lod
-        for d in range(frame.dancers):
-            bp["u_skin"].write(_gl(skins[d]))
-            bp["u_albedo"].value = look.palette[d % len(look.palette)]
-            mesh.body_vao.render(moderngl.TRIANGLES)
+        for first, count in self._skin_batches(frame.dancers):
+            bp["u_first"].value = first
+            mesh.body_vao.render(moderngl.TRIANGLES, instances=count)
+
+    def _upload_skins(self, skins: np.ndarray) -> None:
+        """(D, 24, 4, 4) skin matrices into the uniform buffer (grown, in whole batches, when D outgrows it)."""
+        need = -(-len(skins) // SKIN_BATCH) * SKIN_BATCH * SKIN_BYTES
+        if need > self.skin_ubo.size:
+            self.skin_ubo.release()
+            self.skin_ubo = self.ctx.buffer(reserve=need)
+        if len(skins):
+            self.skin_ubo.write(_gl(skins))
+
+    def _skin_batches(self, dancers: int) -> Iterator[tuple[int, int]]:
+        """Bind each batch of dancers' matrices in turn; yields (first dancer, count) to draw with it bound."""
+        for first in range(0, dancers, SKIN_BATCH):
+            self.skin_ubo.bind_to_uniform_block(SKIN_BINDING, offset=first * SKIN_BYTES, size=SKIN_BATCH * SKIN_BYTES)
+            yield first, min(SKIN_BATCH, dancers - first)
 
     def _light_view_proj(self, center: np.ndarray, radius: float) -> np.ndarray:
         """Orthographic key-light camera that just contains the dancers' bounding sphere."""
@@ -460,7 +491,7 @@ class SceneRenderer:
         self.mesh.release()
         self.lod.release()
         for obj in (
-            self.floor_vao, self.bg_vao, self.floor_vbo,
+            self.floor_vao, self.bg_vao, self.floor_vbo, self.skin_ubo,
             self.shadow_fbo, self.shadow_tex,
             self.body_prog, self.shadow_prog, self.floor_prog, self.bg_prog,
         ):

@@ -1,12 +1,12 @@
 #version 330 core
 #include "lighting.glsl"
 
-uniform vec3 u_albedo;
 uniform float u_pulse;  // 0..1 beat flash, brightens the rim light
 
 in vec3 v_world;
 in vec3 v_normal;
 in vec4 v_light_clip;
+flat in vec3 v_albedo;  // this dancer's colour
 
 out vec4 f_color;
 
@@ -26,7 +26,7 @@ void main() {
     vec3 ambient = mix(u_ground_color, u_sky_color, n.y * 0.5 + 0.5);
     // Contact darkening near the floor grounds the feet.
     float ground_ao = mix(0.55, 1.0, smoothstep(0.0, 0.35, v_world.y));
-    vec3 color = u_albedo * (ambient * ground_ao + u_key_color * key * vis)
+    vec3 color = v_albedo * (ambient * ground_ao + u_key_color * key * vis)
                + u_key_color * spec * vis
                + u_rim_color * rim * (1.0 + 1.5 * u_pulse);
     f_color = vec4(color, 1.0);
