@@ -216,6 +216,7 @@ def render_on_beats(
     sr: int = 22050,
     seed: int = 0,
     timbre: str = "electro",
+    gain: float = 0.3,
 ) -> np.ndarray:
     """Drums on given beat times, each beat as loud and as busy as asked.
 
@@ -223,8 +224,9 @@ def render_on_beats(
     (e.g. a take's kinematic beats), ``loudness_db`` (B,) the gain of each
     beat's hits (0 = full), ``subdivisions`` (B,) hats per beat (1, 2, 3 or
     4). Kick on every beat, snare on every other one, a bass note per beat.
-    The track is scaled once as a whole, so loudness differences between
-    beats are kept. Returns (n,) float32 mono, one second past the last beat.
+    Every track is scaled by the same ``gain`` (not to its own peak), so
+    loudness compares between beats *and* between tracks. Returns (n,)
+    float32 mono, one second past the last beat.
     """
     beats = np.asarray(beats, dtype=np.float64)
     rng = np.random.default_rng(seed)
@@ -252,5 +254,4 @@ def render_on_beats(
         if m > 0:
             tt = np.arange(m) / sr
             hit(np.sin(2 * np.pi * root * tt) * np.minimum(1, tt / 0.01) * _env(m, sr, 0.3), t, 0.25 * g)
-    out *= 0.9 / max(np.abs(out).max(), 1e-9)
-    return out.astype(np.float32)
+    return np.clip(gain * out, -1.0, 1.0).astype(np.float32)

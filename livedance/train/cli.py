@@ -66,6 +66,8 @@ def run(args: argparse.Namespace, settings: object) -> int:
         steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, val_every=args.val_every,
         save_every=args.save_every, max_minutes=args.max_minutes, stop_after=args.stop_after, device=args.device, threads=args.threads,
     )
+    if args.music is not None and args.music.split(":")[0] != "synthetic" and not Path(args.music).expanduser().is_dir():
+        raise UserError(f"--music {args.music}: no such folder (give the folder of the music files, or 'synthetic')")
     data = load_data(args.data, args.cache)
     audio = None
     if args.music is not None:

@@ -1,0 +1,200 @@
+"""The paired-data path: music found per sequence, pooled as the engine hears it, a composer that hears it.
+
+Real parts: the AIST++ sample motions (shared data), music rendered by
+``livedance.music.synth`` and written as WAV files, the real feature
+extractor, training loops, checkpoint files and the real engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from livedance.cli import main
+from livedance.config import FeatureSettings, Settings
+from livedance.live.heard import HeardMusic
+from livedance.live.run import frames_offline
+from livedance.model.checkpoint import load_checkpoint, read_checkpoint
+from livedance.model.composer import ComposerConfig
+from livedance.model.context import MusicContext
+from livedance.model.music_encoder import AudioInput
+from livedance.model.vae import UnitVAEConfig
+from livedance.motion.dataset import load_unit_dataset
+from livedance.music.features import FeatureExtractor
+from livedance.music.synth import drum_track
+from livedance.music.unit_features import pool_units
+from livedance.train.common import TrainConfig
+from livedance.train.composer import audio_windows, train_composer
+from livedance.train.paired import PairingError, find_music, pair, synthetic_music
+from livedance.train.units import train_units
+from tests.conftest import shared_data
+
+torch.set_num_threads(1)
+
+SR, HOP = 22050, 512
+TINY = UnitVAEConfig(hidden=24, init_dim=8, move_dim=8)
+
+
+@pytest.fixture(scope="module")
+def aist(tmp_path_factory):
+    root = shared_data("aistpp-sample", "motions")
+    return root, load_unit_dataset([root], cache_dir=tmp_path_factory.mktemp("units"))
+
+
+@pytest.fixture(scope="module")
+def audio_checkpoint(aist, tmp_path_factory):
+    """A tiny units + audio-composer pair trained on the AIST++ sample with synthetic music."""
+    root, data = aist
+    sub, audio = pair(data, [root], "synthetic", Settings())
+    out = tmp_path_factory.mktemp("ckpt")
+    train_units(sub, out / "u.pt", TrainConfig(steps=4, batch=8, val_every=4), TINY, progress=False)
+    ccfg = ComposerConfig(hidden=24, move_dim=8, init_dim=8, n_styles=len(sub.style_names))
+    train_composer(sub, out / "u.pt", out / "a.pt", TrainConfig(steps=5, batch=8, val_every=5), ccfg, window=4,
+                   progress=False, audio=audio)
+    return out / "a.pt"
+
+
+def _stream(heard: HeardMusic, y: np.ndarray, beats: np.ndarray, until: float, chunk: int = 700) -> None:
+    """Feed ``y`` up to ``until`` seconds in odd-sized chunks, each beat once its time has been heard."""
+    extractor = FeatureExtractor(FeatureSettings(), SR, HOP)
+    told = 0
+    for start in range(0, int(until * SR), chunk):
+        block = extractor.process(y[start : min(start + chunk, int(until * SR))])
+        now = min(start + chunk, int(until * SR)) / SR
+        new = [float(b) for b in beats[told:] if b <= now]
+        told += len(new)
+        heard.add(block, new)
+
+
+def test_training_pools_exactly_what_the_engine_hears():
+    y, beats = drum_track(118, 14.0, SR, seed=4, pattern="funk")
+    block = FeatureExtractor(FeatureSettings(), SR, HOP)(y)
+    pooled = pool_units(block, beats[:-2:2], beats[2::2], 8)  # every unit of two beats, as a take is cut
+    flat = pooled.reshape(-1, pooled.shape[-1])
+    spec = AudioInput(SR, HOP, {}, 8, 4, 2, flat.mean(0), flat.std(0) + 1e-3)
+    heard = HeardMusic(spec, SR, HOP, FeatureSettings())
+    assert np.array_equal(heard.window(), spec.silence())  # nothing heard yet: all padding, as before a take
+    until = beats[16] + 0.05  # beat 16 heard: 8 whole units behind it
+    _stream(heard, y, beats, until)
+    live = heard.window()
+    offline = spec.standardise(pooled[4:8])  # units of beats 8-16
+    np.testing.assert_allclose(live, offline, atol=1e-4)
+    assert live[..., -1].min() == 1.0  # all present
+    # Early in the song: the missing older units are padding, the heard ones real.
+    early = HeardMusic(spec, SR, HOP, FeatureSettings())
+    _stream(early, y, beats, beats[4] + 0.05)
+    w = early.window()
+    assert np.array_equal(w[:2], np.zeros_like(w[:2])) and w[2:, :, -1].min() == 1.0
+    np.testing.assert_allclose(w[2:], spec.standardise(pooled[0:2]), atol=1e-4)
+
+
+def test_training_window_lags_the_composed_unit():
+    prev = np.array([-1, 0, 1, 2, 3, -1, 5])  # two sequences: units 0-4 and 5-6
+    win = audio_windows(prev, units=2, lag=2)
+    pad = len(prev)
+    assert win[4].tolist() == [1, 2]  # unit 4 hears units 1 and 2: the music up to unit 3's start
+    assert win[2].tolist() == [pad, 0] and win[1].tolist() == [pad, pad] and win[6].tolist() == [pad, pad]
+    assert audio_windows(prev, units=1, lag=0)[3].tolist() == [3]  # lag 0: the unit's own music (offline)
+
+
+def test_music_is_found_by_aist_id_or_sidecar_and_each_failure_is_one_line(aist, tmp_path, caplog):
+    root, data = aist
+    music = tmp_path / "music"
+    music.mkdir()
+    y, _ = drum_track(100, 40.0, SR, seed=1)
+    sf.write(music / "mBR2.wav", y, SR)  # both break sequences dance to mBR2
+    sf.write(music / "mJS2.wav", y[: 2 * SR], SR)  # far shorter than its dance: mismatched
+    # mJS4 is missing altogether
+    with caplog.at_level(logging.ERROR, logger="livedance.train.paired"):
+        sub, audio = pair(data, [root], str(music), Settings())
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2 and all("\n" not in e for e in errors)
+    assert any("mJS4" in e and "not in" in e for e in errors)
+    assert any("gJS_sBM_cAll_d03_mJS2_ch07" in e and "2.0 s long" in e for e in errors)
+    kept = {sub.sequence_names[s].split("~")[0].split("@")[0] for s in np.unique(sub.sequence)}
+    assert kept == {"gBR_sBM_cAll_d04_mBR2_ch08", "gBR_sBM_cAll_d06_mBR2_ch06"}
+    assert audio.pooled.shape == (len(sub.units), 8, 64 + 2) and audio.input.channels == 66 + 3
+    assert all(np.array_equal(sub.units[o], data.units[np.flatnonzero(data.sequence == s)]) for s, o in
+               ((int(sub.sequence[o[0]]), o) for o in sub.order if len(o)))
+    # A sidecar names any audio and its offset, and wins over the AIST++ name.
+    take = tmp_path / "take"
+    take.mkdir()
+    src = root / "gBR_sBM_cAll_d04_mBR2_ch08.pkl"
+    shutil.copy(src, take / src.name)
+    (take / "gBR_sBM_cAll_d04_mBR2_ch08.music.toml").write_text('audio = "song.wav"\noffset = 1.5\n')
+    sf.write(take / "song.wav", y, SR)
+    assert find_music(take / src.name, music) == find_music(take / src.name, tmp_path)
+    ref = find_music(take / src.name, music)
+    assert ref.audio == take / "song.wav" and ref.offset == 1.5
+    (take / "gBR_sBM_cAll_d04_mBR2_ch08.music.toml").write_text('offset = 1.5\n')
+    with pytest.raises(PairingError, match="unreadable"):
+        find_music(take / src.name, music)
+    with pytest.raises(PairingError, match="no music"):
+        find_music(tmp_path / "05_01.bvh", music)
+
+
+def test_synthetic_music_is_as_loud_as_the_dance_is_energetic(aist):
+    root, data = aist
+    sub, audio = pair(data, [root], "synthetic", Settings())
+    assert len(sub.units) == len(data.units)  # every sequence gets music
+    loud = audio.pooled[:, :, 65].mean(1)  # RMS dB channel (after 64 mel bands and the onset)
+    rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731
+    assert np.corrcoef(rank(loud), rank(sub.energy))[0, 1] > 0.8
+    music = synthetic_music(data)
+    assert set(music) == {n for n in data.sequence_names if "~" not in n and "@" not in n}
+
+
+def test_checkpoint_says_it_hears_and_the_encoder_changes_the_dance(audio_checkpoint):
+    payload = read_checkpoint(audio_checkpoint)
+    assert payload["audio"] is not None and payload["composer_config"]["audio_dim"] == 69
+    model = load_checkpoint(audio_checkpoint)
+    assert model.audio is not None and model.audio.lag == 2
+    rng = np.random.default_rng(0)
+    quiet, loud = model.audio.silence(), rng.standard_normal(model.audio.silence().shape).astype(np.float32)
+    a, _ = model.next_unit(model.new_state(1, 3), MusicContext(audio=quiet))
+    b, _ = model.next_unit(model.new_state(1, 3), MusicContext(audio=loud))
+    c, _ = model.next_unit(model.new_state(1, 3), MusicContext(audio=None))  # nothing heard = silence
+    assert not np.allclose(a, b) and np.array_equal(a, c)
+
+
+def test_the_shipped_checkpoint_hears_no_audio():
+    model = load_checkpoint()
+    assert model.audio is None and read_checkpoint()["composer_config"].get("audio_dim", 0) == 0
+    window = np.ones((4, 8, 69), np.float32)
+    a, _ = model.next_unit(model.new_state(2, 5), MusicContext(tempo_bpm=120.0))
+    b, _ = model.next_unit(model.new_state(2, 5), MusicContext(tempo_bpm=120.0, audio=window))
+    assert np.array_equal(a, b)
+
+
+def test_the_engine_feeds_the_encoder_only_music_already_heard(audio_checkpoint):
+    from livedance.live.commands import build_engine
+
+    settings = Settings()
+    settings.engine.checkpoint = str(audio_checkpoint)
+    a, beats = drum_track(120, 12.0, SR, seed=2)
+    b = a.copy()
+    b[int(8.0 * SR) :] = drum_track(120, 12.0, SR, seed=9, pattern="four", gain=0.9)[0][int(8.0 * SR) :]
+    runs = []
+    for song in (a, b):
+        engine = build_engine(settings)
+        assert engine.heard is not None
+        frames = list(frames_offline(engine, song, SR, 60.0))
+        runs.append(np.stack([f.joints for f in frames]))
+        assert engine.heard.window()[..., -1].min() == 1.0  # by the end it hears whole units
+    cut = int(8.0 * 60)
+    assert np.array_equal(runs[0][:cut], runs[1][:cut])  # nothing from after 8 s reached a frame before it
+    assert not np.array_equal(runs[0][cut:], runs[1][cut:])
+
+
+def test_cli_pairing_errors_are_one_line(tmp_path: Path, capsys):
+    out = str(tmp_path / "x.pt")
+    assert main(["train", "units", "--data", "synthetic", "--music", "synthetic", "--out", out]) == 2
+    assert main(["train", "units", "--data", str(tmp_path), "--music", str(tmp_path / "nope"), "--out", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "'synthetic'" in err[0] and "nope: no such folder" in err[1]
