@@ -77,11 +77,13 @@ class BeatSettings:
     silence_level: float = 0.02  # onset level (dB flux) below which the input counts as silent
     min_confidence: float = 0.3  # beat events fire only at or above this confidence
     octave_up: float = 0.76  # midpoints this strong vs beats = tracking at half tempo: double it
+    double_max_bpm: float = 160.0  # ...but not past this (off-beat chords, a boom-chick at 88, read as beats)
     level_beats: float = 3.0  # beats the level evidence must hold before a metrical correction...
     level_beats_max: float = 8.0  # ...rising to this once a level has held for a while (+1 per 4 beats held since the beats confirmed it)
     octave_down: float = 0.4  # every other beat this weak vs the rest = double tempo: halve it
     gate: float = 0.5  # normalised onset a beat needs within the last 1.25 beats to fire (else: a break)
     max_late: float = 0.25  # a beat found later than this (fraction of a beat) is not reported
+    bass_weight: float = 1.0  # the tracker hears onset + this x the bass (< 200 Hz) onset, where the kick and bass mark the beat
 
 
 @dataclass
