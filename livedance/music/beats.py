@@ -66,6 +66,32 @@ _CLIP = 10.0
 _PERIODIC_NONE = 0.15
 _PERIODIC_FULL = 0.3
 _TRUST_SECONDS = 2.0
+# The beat-line fit: up to this many beats, shortened until its mean squared
+# residual (hops^2) is at most _STRAIGHT; the anchor's share on the line.
+_FIT_MAX = 8
+# Tempo ratios (log) a fill or bridge makes look like the beat; how close
+# (log) a new tempo must be to one to count as related; and how many times
+# switch_hops such a tempo must persist before the tracker takes it.
+_RELATED = tuple(math.log(r) for r in (1.5, 2.0 / 3.0, 4.0 / 3.0, 0.75, 3.0, 1.0 / 3.0))
+_RELATED_TOL = 0.015
+_RELATED_PERSIST = 6
+_STRAIGHT = 0.1
+_ANCHOR_LINE = 0.5
+# Phase hold (see _predict): the DP's beats near the current grid (within this
+# share of a beat) stay the beats unless another chain leads by this many beats' onsets.
+_PHASE_SLACK = 0.2
+_PHASE_MARGIN = 6
+
+
+def _line(y: list[float], ks: list[float], kk: float) -> tuple[float, float, float]:
+    """Least-squares line through ``y`` at centred indices ``ks`` (k.k = ``kk``):
+    slope, mean, and mean squared residual."""
+    n = len(y)
+    mean = sum(y) / n
+    dev = [v - mean for v in y]
+    slope = sum(k * d for k, d in zip(ks, dev)) / kk
+    sq = sum((d - slope * k) ** 2 for k, d in zip(ks, dev)) / n
+    return slope, mean, sq
 
 
 def _mean(values: list[float]) -> float:
@@ -204,7 +230,7 @@ class BeatTracker:
         self._held_decay = math.exp(-2.0 / (s.tempo_window * fr))  # per tempo update (every 2 hops)
         # Beat-line fit over ``run`` beats: centred indices k and k.k.
         self._fit_k = {}
-        for run in (3, 4, 5):
+        for run in range(3, _FIT_MAX + 1):
             k = np.arange(run, dtype=np.float64) - 0.5 * (run - 1)
             self._fit_k[run] = (k.tolist(), float(k @ k))
         self.reset()
@@ -230,6 +256,7 @@ class BeatTracker:
         self.period = 60.0 * self.frame_rate / self.settings.preferred_bpm  # hops per beat
         self._candidate = self.period
         self._candidate_count = 0
+        self._tempo_since = -1  # hop since which the estimates have followed the tracked tempo (-1: not yet)
         self._held_ref = 0.0  # recent best score of the tracked tempo
         self._fold = 1.0  # metrical correction applied to tempo estimates
         self._level_votes = 0  # hops in a row voting for double (+) or half (-) tempo
@@ -254,14 +281,20 @@ class BeatTracker:
     def tempo(self) -> float:
         return 60.0 * self.frame_rate / self._beat_period
 
-    def process(self, onset_values: np.ndarray) -> list[BeatState]:
-        """Advance by one hop per value; one :class:`BeatState` per hop."""
-        return [self._step(float(v)) for v in np.asarray(onset_values, dtype=np.float64).ravel()]
+    def process(self, onset_values: np.ndarray, bass: np.ndarray | None = None) -> list[BeatState]:
+        """Advance by one hop per value; one :class:`BeatState` per hop.
 
-    def track(self, onset: np.ndarray) -> np.ndarray:
+        ``bass``: the same hops' bass onset (:attr:`FeatureBlock.bass_onset`),
+        added at ``bass_weight``; without it the tracker hears ``onset`` alone."""
+        x = np.asarray(onset_values, dtype=np.float64).ravel()
+        if bass is not None and self.settings.bass_weight:
+            x = x + self.settings.bass_weight * np.asarray(bass, dtype=np.float64).ravel()
+        return [self._step(v) for v in x.tolist()]
+
+    def track(self, onset: np.ndarray, bass: np.ndarray | None = None) -> np.ndarray:
         """Offline: beat times (seconds) of a whole envelope, from a fresh state."""
         self.reset()
-        times = [st.beat_time for st in self.process(onset) if st.beat]
+        times = [st.beat_time for st in self.process(onset, bass) if st.beat]
         return np.asarray(times, dtype=np.float64)
 
     # --------------------------------------------------------------- the hop
@@ -365,6 +398,8 @@ class BeatTracker:
         if abs(math.log(ratio)) < s.tempo_follow:
             # Same tempo (or a ramp): follow smoothly.
             self.period += 0.25 * (lag - self.period)
+            if self._tempo_since < 0:
+                self._tempo_since = self._t
             self._candidate_count = 0
             return
         octave = min(abs(math.log2(ratio) - r) for r in (-1.0, 1.0)) < 0.05
@@ -378,7 +413,14 @@ class BeatTracker:
         # waiting is a hop the dance is off the beat). A new tempo merely
         # scoring higher does not: real music keeps 3:2 and 4:3 related
         # periods close behind the beat, sometimes well above it for a bar.
-        clear = not octave and held < s.switch_loss * self._held_ref
+        # Within a song, fills and breakdowns make periods 3:2 or 4:3 of the
+        # beat score best for a bar or two (a drum & bass fill, a half-time
+        # bridge): a tempo so related must persist, never switch at once.
+        # (only once the tempo has held for 8 beats: the first estimates of a
+        # stream, or of a new song, may sit at 3:4 of the beat for a moment)
+        settled = self._tempo_since >= 0 and self._t - self._tempo_since >= 8.0 * self.period
+        related = octave or (settled and min(abs(math.log(ratio) - r) for r in _RELATED) < _RELATED_TOL)
+        clear = not related and held < s.switch_loss * self._held_ref
         # Otherwise hysteresis on evidence, not only on time: while locked, a
         # different tempo must score clearly better than the current one.
         if not clear and self._confidence >= s.min_confidence and score[k] < (1.0 + s.tempo_margin) * held:
@@ -388,11 +430,12 @@ class BeatTracker:
             self._candidate_count += 1
         else:
             self._candidate, self._candidate_count = lag, 1
-        need = s.switch_hops * (3 if octave else 1)
+        need = s.switch_hops * (3 if octave else _RELATED_PERSIST if related else 1)
         if clear or self._candidate_count * 2 >= need or self._strength < 0.05:
             self.period = lag
             self._candidate_count = 0
             self._held_ref = float(score[k])
+            self._tempo_since = self._t
             if not octave:
                 # A real tempo change: the old correction need not hold for the
                 # new music; take the level the prior prefers, the beats will
@@ -607,12 +650,32 @@ class BeatTracker:
         if t < span:
             return
         b = t - span + 1 + int(self._cum.last(span).argmax())  # best C(t - span + 1 .. t)
+        held = t >= self._level_hold and self._tempo_since >= 0 and t - self._tempo_since >= 4.0 * p
+        if held and self._anchor >= 0.0 and self._confidence >= self.settings.min_confidence and t >= 2 * span:
+            # Hold the phase: chains of beats a half beat apart (boom and
+            # chick, kick and off-beat bass) often trade the lead for a beat
+            # or two. If the best recent beat is far off the current grid, the
+            # best beat on the grid before it stays the last beat unless the
+            # other chain's cumulative score (the music's long-run preference)
+            # leads clearly. (Not in the first beats of a tempo or level: the
+            # chain it starts on is a guess.)
+            bp = self._beat_period
+            off = (b - self._anchor) / bp
+            if abs(off - round(off)) > _PHASE_SLACK:
+                g = self._anchor + math.floor(off) * bp  # the grid's beat before b
+                back = self._cum.last(2 * span)
+                first = t - 2 * span + 1
+                lo, hi = max(int(math.ceil(g - _PHASE_SLACK * bp)), first), min(int(math.floor(g + _PHASE_SLACK * bp)), t)
+                if lo <= hi:
+                    j = lo + int(back[lo - first : hi - first + 1].argmax())
+                    if back.item(b - first) - back.item(j - first) < _PHASE_MARGIN * self._strength:
+                        b = j
         # Back-trace up to four beats for a least-squares line through them.
         dp_len = self._dp_len
         links = self._link.last(dp_len)
         beats = [b]
         bt = b
-        while len(beats) < 9:
+        while len(beats) < max(9, _FIT_MAX):
             prev = links.item(bt - t - 1 + dp_len) if t - bt < dp_len else -1.0
             if prev < 0 or t - prev >= dp_len:
                 break
@@ -628,39 +691,62 @@ class BeatTracker:
                 total, n = (v if n == 0 else total + v), n + 1
         self._strength = total / n if n else 0.0
         self._check_level(beats, self._accents.last(hist_len))
-        beats = beats[-5:]
         # Fit only the trailing run of beats spaced about one period apart
-        # (after a tempo or level change the older ones follow the old grid).
+        # (after a tempo or level change the older ones follow the old grid),
+        # on their sub-hop positions (the onset peak around each DP beat).
+        beats = beats[-_FIT_MAX:]
         run = 1
         while run < len(beats) and 0.75 * p < beats[-run] - beats[-run - 1] < 1.25 * p:
             run += 1
         if run >= 3:
-            y = beats[-run:]
-            ks, kk = self._fit_k[run]
-            mean = sum(y) / run  # (exact integer sum)
-            dev = [v - mean for v in y]
-            dot = 0.0
-            for ki, di in zip(ks, dev):
-                dot += ki * di
-            slope = dot / kk  # least-squares line, closed form
+            y = [bt + self._peak_offset(bt, onsets) for bt in beats[-run:]]
+            # The longest trailing run that lies on a straight line (a long fit
+            # reads the period to a fraction of a hop; a tempo change bends the
+            # line, and the fit then keeps only the beats since); if none does
+            # (one stray beat, the last before a break), all of them.
+            full = run
+            while True:
+                slope, mean, sq = _line(y[-run:], *self._fit_k[run])
+                if sq <= _STRAIGHT or run <= 4:
+                    break
+                run -= 1
+            stray = 0.0
+            if sq > _STRAIGHT and full >= 5:
+                # One stray beat at the end (a fill, the last hit before a
+                # break) must not tilt the line: if the others lie on one, it
+                # keeps their period; the phase still moves towards it (below).
+                slope, mean, sq = _line(y[-full:-1], *self._fit_k[full - 1])
+                run = full - 1
+                if sq <= _STRAIGHT:
+                    stray = y[-1] - (mean + slope * (self._fit_k[run][0][-1] + 1.0))
+                else:
+                    run = full
+                    slope, mean, sq = _line(y[-run:], *self._fit_k[run])
             # Trust the fit's period near the tempo estimate (it absorbs ramps),
             # and further off when four or more beats lie on a straight line
-            # (within half a hop RMS: a tempo change the DP has followed before the
-            # autocorrelation).
-            straight = False
-            if run >= 4:
-                sq = 0.0
-                for i, (ki, di) in enumerate(zip(ks, dev)):
-                    r = di - slope * ki
-                    sq = r * r if i == 0 else sq + r * r
-                straight = sq / run <= 0.25
+            # (a tempo change the DP has followed before the autocorrelation).
+            straight = run >= 4 and sq <= _STRAIGHT
             period = slope if abs(math.log(slope / p)) < (0.12 if straight else 0.04) else p
             # Keep the phase half on the actual last beat; the line only smooths jitter.
-            anchor = 0.5 * (mean + slope * ks[-1]) + 0.5 * y[-1]
+            on_line = mean + slope * (self._fit_k[run][0][-1] + (1.0 if stray else 0.0))
+            anchor = on_line + (1.0 - _ANCHOR_LINE) * (y[-1] - on_line)
         else:
             period, anchor = p, float(b)
         self._beat_period = period
         self._anchor = anchor
+
+    def _peak_offset(self, bt: int, onsets: np.ndarray) -> float:
+        """Sub-hop offset of the onset peak at hop ``bt`` (parabola through the
+        hops either side; 0 if ``bt`` is not a peak or its next hop is unheard)."""
+        t = self._t
+        i = bt - t - 1 + self._hist_len
+        if bt >= t or i < 1:
+            return 0.0
+        y0, y1, y2 = onsets.item(i - 1), onsets.item(i), onsets.item(i + 1)
+        curve = y0 - 2.0 * y1 + y2
+        if curve >= 0.0 or y1 < y0 or y1 < y2:
+            return 0.0
+        return 0.5 * (y0 - y2) / curve
 
     def _check_level(self, beats: list[int], onsets: np.ndarray) -> None:
         """Correct the metrical level from the beats themselves.
@@ -698,7 +784,7 @@ class BeatTracker:
         on = [peak(bt) for bt in beats]
         mid = [peak(round(0.5 * (beats[i + 1] + beats[i]))) for i in range(len(beats) - 1)]  # (half to even, as np.round)
         even, odd = _mean(on[::2]), _mean(on[1::2])
-        up = _mean(mid) >= s.octave_up * _mean(on) and 60.0 * self.frame_rate / (0.5 * self.period) <= 1.03 * s.max_bpm
+        up = _mean(mid) >= s.octave_up * _mean(on) and 60.0 * self.frame_rate / (0.5 * self.period) <= min(1.03 * s.max_bpm, s.double_max_bpm)
         down = min(even, odd) < s.octave_down * max(even, odd) and 60.0 * self.frame_rate / (2.0 * self.period) >= s.min_bpm / 1.03
         vote = 1 if up else -1 if down else 0
         self._level_ok = vote == 0

@@ -32,6 +32,7 @@ class FeatureBlock:
     rms: np.ndarray  # (n,) float32, RMS of the frame's samples
     times: np.ndarray  # (n,) float64 seconds
     chroma: np.ndarray | None = field(default=None)  # (n, 12) float32, max-normalised
+    bass_onset: np.ndarray | None = field(default=None)  # (n,) float32, as ``onset`` over the mel bands below 200 Hz
 
     def __len__(self) -> int:
         return int(self.onset.shape[0])
@@ -41,12 +42,14 @@ class FeatureBlock:
         """Join consecutive blocks (e.g. the outputs of ``process`` calls)."""
         blocks = [b for b in blocks if len(b)] or blocks[:1]
         chroma = None if blocks[0].chroma is None else np.concatenate([b.chroma for b in blocks])  # type: ignore[misc]
+        bass = None if blocks[0].bass_onset is None else np.concatenate([b.bass_onset for b in blocks])  # type: ignore[misc]
         return FeatureBlock(
             log_mel=np.concatenate([b.log_mel for b in blocks]),
             onset=np.concatenate([b.onset for b in blocks]),
             rms=np.concatenate([b.rms for b in blocks]),
             times=np.concatenate([b.times for b in blocks]),
             chroma=chroma,
+            bass_onset=bass,
         )
 
 
@@ -68,6 +71,11 @@ class FeatureExtractor:
         self._mel = librosa.filters.mel(
             sr=self.sample_rate, n_fft=self.n_fft, n_mels=settings.n_mels, fmin=settings.fmin, fmax=fmax
         ).astype(np.float64)
+        # The bass bands (centres below 200 Hz: kick drum, bass line), whose
+        # flux the beat tracker weighs extra (chords and hi-hats between the
+        # beats are broadband and outnumber them in the plain mean).
+        centres = librosa.mel_frequencies(n_mels=settings.n_mels + 2, fmin=settings.fmin, fmax=fmax)[1:-1]
+        self._n_bass = max(1, int(np.sum(centres < 200.0)))
         self._chroma = (
             librosa.filters.chroma(sr=self.sample_rate, n_fft=self.n_fft).astype(np.float64) if settings.chroma else None
         )
@@ -119,7 +127,9 @@ class FeatureExtractor:
         mel_db = 10.0 * np.log10(np.maximum(power @ self._mel.T, 1e-10))
         np.maximum(mel_db, self._floor_db, out=mel_db)
         prev = np.vstack([self._prev_db[None, :], mel_db[:-1]])
-        onset = np.maximum(mel_db - prev, 0.0).mean(axis=1)
+        rise = np.maximum(mel_db - prev, 0.0)
+        onset = rise.mean(axis=1)
+        bass = rise[:, : self._n_bass].mean(axis=1)
         rms = np.sqrt(np.mean(frames * frames, axis=1))
         chroma = None
         if self._chroma is not None:
@@ -134,6 +144,7 @@ class FeatureExtractor:
             rms=rms.astype(np.float32),
             times=idx * (self.hop / self.sample_rate),
             chroma=chroma,
+            bass_onset=bass.astype(np.float32),
         )
 
     def _empty(self) -> FeatureBlock:
@@ -144,6 +155,7 @@ class FeatureExtractor:
             rms=np.zeros(0, np.float32),
             times=np.zeros(0),
             chroma=np.zeros((0, 12), np.float32) if self._chroma is not None else None,
+            bass_onset=np.zeros(0, np.float32),
         )
 
 
