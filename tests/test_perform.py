@@ -159,3 +159,48 @@ def test_dance_renders_video_with_the_music(tmp_path: Path):
     streams = {line.split(",")[0]: line.split(",") for line in probe}
     assert int(streams["video"][2]) == 180  # 3 s at 60 fps
     assert abs(float(streams["audio"][1]) - 3.0) < 0.05
+
+
+@pytest.mark.slow
+def test_live_video_from_a_device_has_the_captured_sound(pulse_sink, tmp_path: Path):
+    """perform --device --video: the video carries what the device heard (it was
+    silent), as long as the video; --play with a device is a one-line error."""
+    audio, _ = drum_track(120, 8.0, 44100, seed=24, pattern="four")
+    wav = tmp_path / "drums.wav"
+    sf.write(wav, audio, 44100)
+    video = tmp_path / "live.mp4"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "livedance.cli", "--set", "viewer.width=160", "--set", "viewer.height=90",
+         "--set", "viewer.msaa=0", "perform", "--device", "pulse", "--no-window", "--seconds", "12",
+         "--video", str(video)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        # The music loops until perform ends (its start-up time varies with the machine's load).
+        while proc.poll() is None:
+            subprocess.run(["paplay", f"--device={pulse_sink.sink}", str(wav)], timeout=30)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert not list(tmp_path.glob(".live*")), list(tmp_path.iterdir())  # scratch video and recording gone
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,duration", "-of", "csv=p=0", str(video)],
+        capture_output=True, text=True, timeout=60,
+    ).stdout.split()
+    streams = {line.split(",")[0]: float(line.split(",")[1]) for line in probe}
+    assert set(streams) == {"video", "audio"}, probe
+    assert abs(streams["audio"] - streams["video"]) < 0.3, streams
+    pcm = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(video), "-f", "f32le", "-ac", "1", "-ar", "8000", "-"],
+        capture_output=True, timeout=60,
+    ).stdout
+    heard = np.frombuffer(pcm, dtype=np.float32)
+    assert np.sqrt(np.mean(heard**2)) > 0.01  # not silent
+    # The drums, at 120 BPM: the onset envelope repeats every 0.5 s.
+    env = np.abs(heard[: len(heard) // 80 * 80]).reshape(-1, 80).mean(axis=1)  # 100 Hz envelope
+    onset = np.maximum(np.diff(env), 0)
+    ac = np.correlate(onset - onset.mean(), onset - onset.mean(), "full")[len(onset) - 1 :]
+    assert abs(int(np.argmax(ac[30:80])) + 30 - 50) <= 2, np.argmax(ac[30:80]) + 30
+    r = livedance("perform", "--device", "pulse", "--play", "--no-window", "--seconds", "1")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--play" in r.stderr, r.stderr

@@ -128,6 +128,7 @@ class DeviceSource(AudioSource):
         self.device_lost = False
         self.lost_count = 0
         self.samples_read = 0  # analysis-rate samples delivered
+        self._recording: Any = None  # soundfile.SoundFile the input is recorded to (live --video)
 
     @property
     def overruns(self) -> int:
@@ -265,6 +266,9 @@ class DeviceSource(AudioSource):
         self._report_overruns()
         want = int(np.ceil(max_samples * self.device_rate / self.sample_rate))
         n = self._ring.read_new(self._raw[: max(1, min(want, self._raw.shape[0]))])
+        if self._recording is not None and n:
+            # On the reading thread (never the callback); bad samples made safe for the encoder.
+            self._recording.write(np.clip(np.nan_to_num(self._raw[:n], nan=0.0, posinf=0.0, neginf=0.0), -1.0, 1.0))
         out = self._conditioner(self._raw[:n]) if n else np.zeros(0, np.float32)
         self.samples_read += out.shape[0]
         return out
@@ -281,8 +285,24 @@ class DeviceSource(AudioSource):
         """Drop buffered audio older than ``keep_seconds`` (after a stall)."""
         return self._ring.discard_old(int(keep_seconds * self.device_rate))
 
+    def record(self, path: str | Path) -> None:
+        """Also write what is heard (mixed down, at the device rate) to the WAV
+        file ``path`` until :meth:`close`: a live video's sound."""
+        import soundfile as sf
+
+        self._recording = sf.SoundFile(str(path), "w", samplerate=int(round(self.device_rate)), channels=1, subtype="FLOAT")
+
+    def record_gap(self, seconds: float) -> None:
+        """Silence in the recording where the device gave nothing (it was lost),
+        so the recording keeps time with the dance."""
+        if self._recording is not None and seconds > 0:
+            self._recording.write(np.zeros(int(round(seconds * self.device_rate)), np.float32))
+
     def close(self) -> None:
         self._close_stream()
+        recording, self._recording = self._recording, None
+        if recording is not None:
+            recording.close()
 
 
 def load_audio(path: str | Path) -> tuple[np.ndarray, float]:

@@ -107,7 +107,7 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def _sinks(args: argparse.Namespace, settings: Settings) -> list[Any]:
+def _sinks(args: argparse.Namespace, settings: Settings, source: Any = None) -> list[Any]:
     """The frame sinks asked for by flags, or else by the [osc] settings (a
     kiosk's config file turns OSC/VMC on without flags)."""
     sinks: list[Any] = []
@@ -127,7 +127,17 @@ def _sinks(args: argparse.Namespace, settings: Settings) -> list[Any]:
         from livedance.outputs.video import VideoWriter
 
         audio = args.input if args.input else None
-        sinks.append(VideoWriter(args.video, settings.viewer.width, settings.viewer.height, settings.engine.fps, audio))
+        later = None
+        if audio is None and hasattr(source, "record"):
+            # A live input: record what it hears, and mux that in when the video is done.
+            video = Path(args.video)
+            later = video.with_name(f".{video.stem}.input.wav")
+        writer = VideoWriter(
+            args.video, settings.viewer.width, settings.viewer.height, settings.engine.fps, audio, audio_later=later
+        )
+        if later is not None:
+            source.record(later)
+        sinks.append(writer)
     return sinks
 
 
@@ -144,6 +154,11 @@ def run_perform(args: argparse.Namespace, settings: Settings) -> int:
         from livedance.audio.devices import parse_channels
 
         settings.audio.channels = parse_channels(args.channels)
+    if args.play and not args.input:
+        raise UserError(
+            "--play plays an --input file; a live device is already heard in the room "
+            "(to monitor it, route the input to an output in your mixer, or: pactl load-module module-loopback)"
+        )
     if args.kiosk:
         args.window = True
     window = args.window if args.window is not None else _has_display()
@@ -152,7 +167,7 @@ def run_perform(args: argparse.Namespace, settings: Settings) -> int:
     controls = Controls.from_settings(settings)
     with ExitStack() as stack:
         source = open_source(settings.audio, args.input, realtime=True, play=args.play)
-        sinks = _sinks(args, settings)
+        sinks = _sinks(args, settings, source)
         if args.control or settings.osc.control:
             from livedance.live.osc_control import ControlServer
 

@@ -111,6 +111,8 @@ class LiveRunner:
             if n > 0:
                 self.engine.hear(np.zeros(n, dtype=np.float32))
                 self._silence += n
+                if hasattr(self.source, "record_gap"):
+                    self.source.record_gap(n / self.source.sample_rate)
 
     # The audio clock advances in device-block steps; the frames need a smooth
     # one. Follow it slowly, snap when it jumps.

@@ -78,6 +78,21 @@ def ffmpeg_command(
     return cmd
 
 
+def mux_command(ffmpeg: str, video: Path, audio: Path, audio_offset: float, out: Path) -> list[str]:
+    """Add ``audio`` to a finished silent ``video`` (stream copy, no re-encode),
+    aligned as in :func:`ffmpeg_command`: the music at ``audio_offset`` s under frame 0."""
+    cmd = [ffmpeg, "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-i", str(video)]
+    filters = []
+    if audio_offset > 0:
+        cmd += ["-ss", f"{audio_offset:.6f}"]
+    elif audio_offset < 0:
+        filters.append(f"adelay={-audio_offset * 1000.0:.3f}:all=1")
+    filters.append("apad")
+    cmd += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-af", ",".join(filters)]
+    cmd += ["-c:v", "copy", "-c:a", "aac", "-b:a", "192k", "-shortest", "-movflags", "+faststart", str(out)]
+    return cmd
+
+
 class VideoWriter:
     """Renders frames offscreen and encodes them to a video file, with music.
 
@@ -101,6 +116,10 @@ class VideoWriter:
         audio_path: music to mux, or None for a silent video.
         audio_offset: music time (seconds) of the first frame written.
         body: the body to draw (default: the built-in one).
+        audio_later: a recording still being made (a live input's sound, see
+            ``DeviceSource.record``): the video is encoded silent to a scratch
+            file, and :meth:`close` muxes this in, aligned on the first
+            frame's music time, then deletes it.
     """
 
     def __init__(
@@ -113,8 +132,11 @@ class VideoWriter:
         audio_offset: float = 0.0,
         body: BodyMesh | None = None,
         max_backlog: int = 600,
+        audio_later: str | Path | None = None,
     ) -> None:
         self.path = Path(path)
+        self._audio_later = Path(audio_later) if audio_later is not None else None
+        self._first_time: float | None = None  # music time of the first frame (aligns audio_later)
         if self.path.suffix.lower() not in CONTAINERS:
             raise UserError(f"cannot write video {self.path}: use a {', '.join(CONTAINERS)} file name")
         if not self.path.parent.is_dir():
@@ -139,7 +161,9 @@ class VideoWriter:
         self._worker: threading.Thread | None = None
         self._worker_error: BaseException | None = None
         self._stderr = tempfile.TemporaryFile()
-        cmd = ffmpeg_command(find_ffmpeg(), self.path, width, height, fps, audio, audio_offset)
+        # With audio still to come, ffmpeg writes a silent scratch file first.
+        self._encoded = self.path.with_name(f".{self.path.stem}.silent{self.path.suffix}") if self._audio_later else self.path
+        cmd = ffmpeg_command(find_ffmpeg(), self._encoded, width, height, fps, audio, audio_offset)
         log.info("video: %s", " ".join(cmd))
         self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr
@@ -151,6 +175,8 @@ class VideoWriter:
         """Render one frame (in this thread) and append it to the video."""
         if self._worker is not None:
             raise RuntimeError("VideoWriter: write() after send(); use one or the other")
+        if self._first_time is None:
+            self._first_time = frame.time
         self.write_image(self._render(frame))
 
     def write_image(self, rgb: np.ndarray) -> None:
@@ -178,6 +204,8 @@ class VideoWriter:
         """Queue a frame for the worker thread; returns at once."""
         if self._worker_error is not None:
             return  # already reported; close() raises it
+        if self._first_time is None:
+            self._first_time = frame.time
         if self._worker is None:
             if self.frames_written:
                 raise RuntimeError("VideoWriter: send() after write(); use one or the other")
@@ -243,13 +271,32 @@ class VideoWriter:
         if self.frames_written == 0:
             # Nothing was danced (stopped before the first frame, or rendering
             # failed): leave no broken, empty video behind.
-            self.path.unlink(missing_ok=True)
+            self._encoded.unlink(missing_ok=True)
+            if self._audio_later is not None:
+                self._audio_later.unlink(missing_ok=True)
             log.warning("video: no frames were written; %s not created", self.path)
             return
         if code != 0:
             last = err.splitlines()[-1] if err else f"exit code {code}"
             raise UserError(f"ffmpeg could not write {self.path}: {last}")
+        if self._audio_later is not None:
+            self._mux_later()
         log.info("video: wrote %s (%d frames)", self.path, self.frames_written)
+
+    def _mux_later(self) -> None:
+        """Mux the live recording into the silent scratch video; a failure
+        keeps the silent video (renamed to the asked-for name) and says so."""
+        assert self._audio_later is not None
+        audio, self._audio_later = self._audio_later, None
+        cmd = mux_command(find_ffmpeg(), self._encoded, audio, self._first_time or 0.0, self.path)
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode == 0 and audio.exists():
+            self._encoded.unlink(missing_ok=True)
+            audio.unlink(missing_ok=True)
+            return
+        self._encoded.replace(self.path)
+        why = (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1]
+        log.warning("video: %s has no sound (muxing the captured audio failed: %s); the audio is kept in %s", self.path, why, audio)
 
     def __enter__(self) -> "VideoWriter":
         return self
