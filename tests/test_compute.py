@@ -10,6 +10,7 @@ This machine has no GPU, so a failing GPU is a :class:`DanceModel` that says it 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -317,3 +318,24 @@ def test_the_engine_bench_reports_unit_latency_per_device_and_crowd() -> None:
         row = report["cpu"][f"dancers_{n}"]
         assert row["units"] == 2 and 0 < row["unit_ms_mean"] <= row["unit_ms_p99"]
     assert torch.get_num_threads() == threads  # the benchmark's one-thread setting does not leak
+
+
+def test_gpu_check_stops_clearly_without_a_gpu(tmp_path: Path) -> None:
+    """scripts/gpu_check.sh needs an NVIDIA GPU and torch's CUDA build; here it has
+    neither, and says so in one line with exit 2 before doing anything."""
+    import os
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.sh"
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PATH": "/usr/bin:/bin"}
+    res = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 2 and "no NVIDIA GPU here" in res.stderr, res.stderr
+    # A GPU driver but this CPU-only torch wheel: the fix is the CUDA build.
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text('#!/bin/sh\necho "GPU 0: Test GPU (UUID: GPU-0)"\n')
+    (fake / "nvidia-smi").chmod(0o755)
+    res = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120,
+                         env={**env, "PATH": f"{fake}:/usr/bin:/bin", "PYTHON": sys.executable})
+    assert res.returncode == 2 and "CPU-only build: install the CUDA build" in res.stderr, res.stderr
+    assert not list((tmp_path / "out").glob("*.log"))  # nothing ran

@@ -50,7 +50,7 @@ def build_engine(settings: Settings, controls: Any = None) -> Any:
         # One thread: the model is small, and a second core is better spent on
         # audio and rendering than on intra-op parallelism (it also keeps
         # results bit-identical run to run). On a GPU torch's CPU threads
-        # only feed it, and the CPU fall-back keeps torch's default.
+        # only feed it; a fall-back to the CPU mid-show sets one then.
         torch.set_num_threads(1)
     model = load_checkpoint(settings.engine.checkpoint, device)  # first: a bad checkpoint fails before the slow warm-up
     log.info("dance model on %s", device)

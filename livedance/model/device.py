@@ -131,6 +131,8 @@ def fall_back_to_cpu(
     from the pose they were in.
     """
     log.warning("compute device %s failed (%s); the dance goes on on the CPU", model.device, _first_line(error))
+    # One thread, as build_engine runs a CPU engine: cores stay free for audio and drawing.
+    torch.set_num_threads(1)
     try:
         moved = model.to(CPU)
         return moved, state_to(state, CPU)
