@@ -124,20 +124,44 @@ def test_eval_writes_a_report(tmp_path: Path):
     assert main(["train", "composer", "--units", str(tmp_path / "u.pt"), "--out", str(ckpt), "--window", "4", *common]) == 0
     report = tmp_path / "report"
     assert main(["eval", "--checkpoint", str(ckpt), "--data", "synthetic", "--report", str(report), "--dances", "4",
-                 "--units", "8"]) == 0
+                 "--units", "8", "--music-bpm", "120", "--bootstrap", "30"]) == 0
     text = (report / "report.md").read_text()
-    for name in ("real held-out takes", "random units", "nearest-neighbour retrieval", "## Targets", "speed_beats.png"):
+    for name in ("real held-out takes", "random units", "nearest-neighbour retrieval", "## Targets", "speed_beats.png",
+                 "## Beat alignment against true beats", "## Realism envelope", "envelope.png", "engine_speed_beats.png"):
         assert name in text
-    for png in ("speed_beats.png", "latent_map.png", "metrics.png"):
+    for png in ("speed_beats.png", "latent_map.png", "metrics.png", "envelope.png", "engine_speed_beats.png"):
         assert (report / png).stat().st_size > 1000
     m = json.loads((report / "metrics.json").read_text())
     gen = m["systems"]["generated"]
-    assert 0.0 <= gen["beat_alignment"] <= 1.0 and gen["fid_k"] >= 0.0 and len(m["targets"]) == 5
+    assert 0.0 <= gen["beat_alignment"] <= 1.0 and gen["fid_k"] >= 0.0 and len(m["targets"]) == 8
+    assert gen["fid_k_lo"] <= gen["fid_k_hi"] and gen["fid_g_lo"] <= gen["fid_g_hi"]
     # The real takes are the reference: no FID against themselves.
     assert "fid_k" not in m["systems"]["real"]
+    # The engine danced the synthetic track, scored against the beats the synthesiser rendered.
+    (track,) = m["music"]
+    assert track["bpm"] == 120 and 0.0 <= track["beat_alignment"] <= 1.0 and track["mean_abs_offset_ms"] is not None
+    # No envelope in a checkpoint trained on synthetic data: judged against the real held-out dances.
+    assert "stores no envelope" in m["envelope"]["reference"]
+    assert m["envelope"]["ratios"]["real held-out takes"]["speed"] == pytest.approx(1.0)
 
 
 def test_eval_without_checkpoint_file_is_one_line(tmp_path: Path, capsys):
     assert main(["eval", "--checkpoint", str(tmp_path / "none.pt"), "--data", "synthetic", "--report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "not found" in err and err.count("\n") == 1
+
+
+def test_fid_bootstrap_interval_covers_the_true_distance():
+    """Two Gaussians 1 sd apart in each of 8 dimensions: true FID 8. Resampled by
+    group (6 "takes" of 10 segments), the basic interval holds 8; fewer groups
+    give a wider interval."""
+    from livedance.eval.bootstrap import fid_interval
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(60, 8)), rng.normal(size=(60, 8)) + 1.0
+    groups = np.repeat(np.arange(6), 10)
+    ra, rb = M.normalise_pair(a, b)
+    lo, hi = fid_interval(ra, groups, rb, groups, rounds=200, seed=0)
+    assert lo < 8.0 < hi
+    lo3, hi3 = fid_interval(ra, groups // 2, rb, groups // 2, rounds=200, seed=0)
+    assert hi3 - lo3 > hi - lo

@@ -134,7 +134,7 @@ def beats_hit(joints: np.ndarray, fps: float, beats: np.ndarray, start: float, h
     return best
 
 
-def _level(frames: list[Any]) -> tuple[int | None, dict[str, float] | None]:
+def level_danced(frames: list[Any]) -> tuple[int | None, dict[str, float] | None]:
     """The level danced most (None until frames carry one) and the share of each."""
     levels = [getattr(f, "level", None) for f in frames]
     if not levels or levels[0] is None:
@@ -183,15 +183,20 @@ def judge(stats: MotionStats, offset: float | None, env: MotionEnvelope | None, 
     return {"ratio": ratio, "ok": ok, "excess": round(over[worst], 3), "excess_by": worst}
 
 
-def run_cell(settings: Settings, cell: Cell, skip: float, seed: int, env: MotionEnvelope | None) -> dict[str, Any]:
+def dance_cell(settings: Settings, cell: Cell, skip: float, seed: int) -> tuple[np.ndarray, list[Any], float]:
+    """The offline engine's dance to ``cell``: dancer 0's joints (N, 24, 3) from
+    ``skip`` s on, those frames, and the engine's CPU seconds."""
     from livedance.bench.engine import run_offline
 
+    frames, _, cpu, _ = run_offline(settings, cell.audio, 1, seed)
+    kept = frames[int(round(skip * float(settings.engine.fps))) :]
+    return np.stack([f.joints[0] for f in kept]).astype(np.float64), kept, cpu
+
+
+def run_cell(settings: Settings, cell: Cell, skip: float, seed: int, env: MotionEnvelope | None) -> dict[str, Any]:
     fps = float(settings.engine.fps)
-    frames, _, cpu, engine = run_offline(settings, cell.audio, 1, seed)
-    first = int(round(skip * fps))
-    kept = frames[first:]
-    joints = np.stack([f.joints[0] for f in kept]).astype(np.float64)
-    level, shares = _level(kept)
+    joints, kept, cpu = dance_cell(settings, cell, skip, seed)
+    level, shares = level_danced(kept)
     hit, offset = None, None
     if cell.beats is not None:
         hit, offset = beats_hit(joints, fps, cell.beats, skip, level == -1, cell.other_parity)

@@ -16,6 +16,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--temperature", type=float, default=1.0, help="composer sampling temperature (default 1.0)")
     p.add_argument("--cache", type=Path, metavar="DIR", help="dataset cache folder")
+    p.add_argument("--music-bpm", type=float, nargs="*", default=[90.0, 120.0, 150.0], metavar="BPM",
+                   help="tempi of the synthetic tracks the engine dances to, scored against their true beats "
+                        "(default 90 120 150; none to skip)")
+    p.add_argument("--bootstrap", type=int, default=200, metavar="N",
+                   help="bootstrap rounds for the FID confidence intervals (default 200; 0 to skip)")
     p.add_argument("--compute", metavar="auto|cpu|cuda[:N]",
                    help="where the model runs (default: engine.compute = auto, a CUDA GPU when torch sees one)")
 
@@ -25,4 +30,4 @@ def run(args: argparse.Namespace, settings: object) -> int:
 
     if args.compute is None:
         args.compute = settings.engine.compute  # type: ignore[attr-defined]
-    return run_eval(args)
+    return run_eval(args, settings)

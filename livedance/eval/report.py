@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 
 from livedance.eval import metrics as M
+from livedance.eval.bootstrap import fid_interval
 from livedance.eval.dances import HELD_OUT, Dance, generated_dances, random_dances, real_dances, retrieval_dances, scripts
 from livedance.eval.features import geometric_features, kinetic_features
+from livedance.motion.envelope import MotionStats, motion_stats
 from livedance.motion.kinematic_beats import beat_alignment_score, kinematic_beats, smoothed_speed
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,8 @@ class SystemScores:
     kinetic: np.ndarray  # (S, 72)
     geometric: np.ndarray  # (S, 32)
     values: dict[str, float]
+    groups: np.ndarray  # (S,) which dance (take) each segment is from: the bootstrap's unit
+    stats: list[MotionStats]  # per dance, the envelope's measures
 
 
 def segment_features(d: Dance) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +59,9 @@ def segment_features(d: Dance) -> tuple[np.ndarray, np.ndarray]:
 def score_system(dances: list[Dance]) -> SystemScores:
     """Everything but the FIDs (which need the reference set)."""
     kin, geo = zip(*(segment_features(d) for d in dances)) if dances else ((np.zeros((0, 72)),), (np.zeros((0, 32)),))
+    groups = np.concatenate([np.full(len(k), i) for i, k in enumerate(kin)])
+    # The envelope's ruler; the staccato ratio at the beats each dance was stretched onto.
+    stats = [motion_stats(d.joints, d.fps, d.beats / d.fps) for d in dances]
     seams = np.concatenate([M.frame_jumps(d.joints)[np.clip(d.seams.astype(int), 0, len(d.joints) - 2)] for d in dances])
     values = {
         "beat_alignment": float(np.mean([beat_alignment_score(kinematic_beats(d.joints, d.fps), d.beats, d.fps) for d in dances])),
@@ -64,12 +71,29 @@ def score_system(dances: list[Dance]) -> SystemScores:
         "seam_jump_max": float(seams.max()) if seams.size else 0.0,
         "seam_jump_p95": float(np.percentile(seams, 95)) if seams.size else 0.0,
         "frame_jump_p99": float(np.percentile(np.concatenate([M.frame_jumps(d.joints) for d in dances]), 99)),
+        **median_stats(stats),
     }
-    return SystemScores(np.concatenate(kin), np.concatenate(geo), values)
+    return SystemScores(np.concatenate(kin), np.concatenate(geo), values, groups, stats)
 
 
-def evaluate(model: Any, data: Any, dances: int, units: int, seed: int, temperature: float) -> tuple[dict[str, SystemScores], dict[str, list[Dance]]]:
-    """Render and score all four systems."""
+#: The envelope's measures as named in the report and metrics.json.
+ENVELOPE_KEYS = {"speed": "speed", "skate": "skate", "displacement": "displacement_p999", "jerk": "jerk_p95",
+                 "beat_speed_ratio": "beat_speed_ratio", "peak_ratio": "peak_ratio"}
+
+
+def median_stats(stats: list[MotionStats]) -> dict[str, float]:
+    """Median over dances of each envelope measure (the envelope holds medians over takes)."""
+    return {key: float(np.median([getattr(s, m) for s in stats if getattr(s, m) is not None] or [np.nan]))
+            for m, key in ENVELOPE_KEYS.items()}
+
+
+def as_stats(values: dict[str, float]) -> MotionStats:
+    return MotionStats(**{m: values[key] for m, key in ENVELOPE_KEYS.items()}, seconds=0.0)
+
+
+def evaluate(model: Any, data: Any, dances: int, units: int, seed: int, temperature: float,
+             bootstrap: int = 200) -> tuple[dict[str, SystemScores], dict[str, list[Dance]]]:
+    """Render and score all four systems; FIDs with ``bootstrap``-round confidence intervals."""
     from livedance.errors import UserError
 
     plan = scripts(data, dances, units)
@@ -97,6 +121,10 @@ def evaluate(model: Any, data: Any, dances: int, units: int, seed: int, temperat
         if name != "real":
             sc.values["fid_k"] = M.frechet_distance(rk, gk)
             sc.values["fid_g"] = M.frechet_distance(rg, gg)
+            if bootstrap > 0:
+                for key, a, b in (("fid_k", rk, gk), ("fid_g", rg, gg)):
+                    lo, hi = fid_interval(a, ref.groups, b, sc.groups, bootstrap, seed)
+                    sc.values[f"{key}_lo"], sc.values[f"{key}_hi"] = lo, hi
     return scores, sets
 
 
@@ -105,7 +133,8 @@ def targets(scores: dict[str, SystemScores]) -> list[tuple[str, bool, str]]:
     r, g = scores["real"].values, scores["generated"].values
     rnd, ret = scores["random"].values, scores["retrieval"].values
     return [
-        ("beat alignment >= real takes'", g["beat_alignment"] >= r["beat_alignment"],
+        ("beat alignment >= real takes' (both to the grid the units were stretched onto: see the true-beat table)",
+         g["beat_alignment"] >= r["beat_alignment"],
          f"{g['beat_alignment']:.3f} vs {r['beat_alignment']:.3f}"),
         ("FID_k below both baselines", g["fid_k"] < min(rnd["fid_k"], ret["fid_k"]),
          f"{g['fid_k']:.2f} vs random {rnd['fid_k']:.2f}, retrieval {ret['fid_k']:.2f}"),
@@ -186,9 +215,15 @@ def _plots(out: Path, scores: dict[str, SystemScores], sets: dict[str, list[Danc
 
 
 def write_report(out: Path, scores: dict[str, SystemScores], sets: dict[str, list[Dance]], model: Any, data: Any,
-                 command: str, checkpoint: str) -> Path:
+                 command: str, checkpoint: str, music: list[Any] | None = None) -> Path:
+    from livedance.eval import realism
+
     out.mkdir(parents=True, exist_ok=True)
-    plots = _plots(out, scores, sets, model, data)
+    music = music or []
+    env, env_label = realism.reference(getattr(model, "envelope", None), scores["real"].stats)
+    rows = realism.systems_stats({LABELS[s]: as_stats(scores[s].values) for s in SYSTEMS}, music)
+    all_targets = targets(scores) + realism.targets(as_stats(scores["generated"].values), music, env)
+    plots = _plots(out, scores, sets, model, data) + realism.plots(out, rows, music, env)
     cols = ["beat_alignment", "fid_k", "fid_g", "diversity_k", "diversity_g", "foot_contact", "foot_skating", "jitter",
             "seam_jump_max"]
     lines = [
@@ -203,22 +238,33 @@ def write_report(out: Path, scores: dict[str, SystemScores], sets: dict[str, lis
     ]
     for s in SYSTEMS:
         v = scores[s].values
-        lines.append(f"| {LABELS[s]} | " + " | ".join(f"{v[c]:.3f}" if c in v else "—" for c in cols) + " |")
+        lines.append(f"| {LABELS[s]} | " + " | ".join(_cell(v, c) for c in cols) + " |")
     lines += ["", "Units: beat alignment in [0, 1] (higher is better); foot contact = EDGE PFC (lower is better); "
-              "foot skating m/s; jitter m/s³; seam jump = largest single-joint move across a unit boundary, m.", "",
-              "## Targets", ""]
-    for desc, ok, nums in targets(scores):
+              "foot skating m/s; jitter m/s³; seam jump = largest single-joint move across a unit boundary, m. "
+              "FID in brackets: 95% bootstrap interval, resampling whole takes and dances (the reference is "
+              f"{len(sets['real'])} takes; see `livedance.eval.bootstrap`).", ""]
+    lines += realism.sections(rows, music, env, env_label) + ["## Targets", ""]
+    for desc, ok, nums in all_targets:
         lines.append(f"- [{'x' if ok else ' '}] {desc}: {nums}")
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     (out / "metrics.json").write_text(json.dumps(
         {"checkpoint": checkpoint, "command": command, "systems": {s: scores[s].values for s in SYSTEMS},
-         "targets": [{"target": d, "met": bool(ok), "values": n} for d, ok, n in targets(scores)]}, indent=2))
+         **realism.json_part(rows, music, env, env_label),
+         "targets": [{"target": d, "met": bool(ok), "values": n} for d, ok, n in all_targets]}, indent=2, default=float))
     return path
 
 
-def run_eval(args: argparse.Namespace) -> int:
+def _cell(v: dict[str, float], c: str) -> str:
+    if c not in v:
+        return "—"
+    if f"{c}_lo" in v:
+        return f"{v[c]:.3f} [{v[c + '_lo']:.2f}, {v[c + '_hi']:.2f}]"
+    return f"{v[c]:.3f}"
+
+
+def run_eval(args: argparse.Namespace, settings: Any = None) -> int:
     import shlex
     import sys
 
@@ -231,10 +277,23 @@ def run_eval(args: argparse.Namespace) -> int:
     model = load_checkpoint(args.checkpoint, resolve_compute(getattr(args, "compute", None) or "auto"))
     data = load_data(args.data, args.cache)
     torch.manual_seed(args.seed)
-    scores, sets = evaluate(model, data, args.dances, args.units, args.seed, args.temperature)
+    scores, sets = evaluate(model, data, args.dances, args.units, args.seed, args.temperature,
+                            getattr(args, "bootstrap", 200))
+    music = []
+    bpms = list(getattr(args, "music_bpm", None) or [])
+    if bpms:
+        from livedance.config import Settings
+        from livedance.eval.music import engine_dances
+
+        settings = settings if settings is not None else Settings()
+        settings.engine.checkpoint = args.checkpoint
+        if getattr(args, "compute", None):
+            settings.engine.compute = args.compute
+        settings.engine.dancers = 1
+        music = engine_dances(settings, bpms, args.seed)
     command = "livedance " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    path = write_report(args.report, scores, sets, model, data, command, str(args.checkpoint or DEFAULT_CHECKPOINT))
-    for desc, ok, nums in targets(scores):
-        log.info("%s %s: %s", "met" if ok else "MISSED", desc, nums)
+    path = write_report(args.report, scores, sets, model, data, command, str(args.checkpoint or DEFAULT_CHECKPOINT), music)
+    for target in json.loads((args.report / "metrics.json").read_text())["targets"]:
+        log.info("%s %s: %s", "met" if target["met"] else "MISSED", target["target"], target["values"])
     print(f"wrote {path}")
     return 0
