@@ -184,3 +184,26 @@ def test_checkpoint_without_envelope_still_loads(tmp_path):
     bad = dict(payload, envelope={"styles": {"salsa": {"takes": 1}}})
     with pytest.raises(UserError, match="unreadable envelope"):
         load_checkpoint(save_checkpoint(tmp_path / "bad.pt", bad))
+
+
+def test_composer_training_stores_the_envelope_it_is_given(tmp_path):
+    """`train composer` measures the envelope on its --data and stores it; here the
+    measured envelope of real takes goes with a tiny synthetic training run."""
+    from livedance.model.checkpoint import load_checkpoint
+    from livedance.model.composer import ComposerConfig
+    from livedance.model.vae import UnitVAEConfig
+    from livedance.train.common import TrainConfig
+    from livedance.train.composer import train_composer
+    from livedance.train.data import synthetic_units
+    from livedance.train.units import train_units
+
+    env = measure_envelope([shared_data("aistpp-sample", "motions")])
+    data = synthetic_units(takes=8, units_per_take=6)
+    tiny = UnitVAEConfig(hidden=24, init_dim=8, move_dim=8)
+    train_units(data, tmp_path / "u.pt", TrainConfig(steps=2, batch=8, val_every=2), tiny, progress=False)
+    cfg = TrainConfig(steps=2, batch=8, val_every=2)
+    ccfg = ComposerConfig(hidden=16, move_dim=8, init_dim=8, n_styles=2)
+    train_composer(data, tmp_path / "u.pt", tmp_path / "c.pt", cfg, ccfg, window=4, progress=False, envelope=env)
+    assert load_checkpoint(tmp_path / "c.pt").envelope == env
+    train_composer(data, tmp_path / "u.pt", tmp_path / "n.pt", cfg, ccfg, window=4, progress=False)
+    assert load_checkpoint(tmp_path / "n.pt").envelope is None
