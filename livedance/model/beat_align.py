@@ -9,6 +9,8 @@ being an average of similar movements, has them blurred a few frames off.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from livedance.motion.representation import ROOT_DXDZ, ROOT_DYAW, body_joints
@@ -33,8 +35,7 @@ def _minimum_near(speed: torch.Tensor, lo: int, hi: int, default: float) -> torc
     k = window.argmin(dim=1)
     # On either edge there is no minimum inside the window. align_beats keeps
     # the beat where it is then (slowing down into the end already puts the
-    # slowest pose on the beat); unclear_beats counts it as unclear, since the
-    # next unit may go on slowing past the beat.
+    # slowest pose on the beat).
     clear = (k > 0) & (k < window.shape[1] - 1)
     kc = k.clamp(1, window.shape[1] - 2)
     a, b, c = (torch.gather(window, 1, (kc + d)[:, None])[:, 0] for d in (-1, 0, 1))
@@ -56,12 +57,6 @@ def _beat_minima(feats: torch.Tensor, snap: int) -> tuple[torch.Tensor, torch.Te
     m1 = _minimum_near(speed, mid - snap - 1, mid + snap - 1, float("nan"))[:, None]
     m2 = _minimum_near(speed, t - snap - 2, t - 2, float("nan"))[:, None]
     return m1, m2
-
-
-def unclear_beats(feats: torch.Tensor, snap: int = 4) -> torch.Tensor:
-    """(B,) True where a unit (B, T, D) has no speed minimum within ``snap`` frames of its mid beat or its end."""
-    m1, m2 = _beat_minima(feats, snap)
-    return (m1.isnan() | m2.isnan())[:, 0]
 
 
 #: Per-frame velocity features, which scale with the playback rate.
@@ -111,22 +106,124 @@ def align_beats(feats: torch.Tensor, snap: int = 4) -> torch.Tensor:
 def accent_beats(feats: torch.Tensor, strength: float | torch.Tensor = 0.5) -> torch.Tensor:
     """Re-time units (B, T, D) to slow down on every beat and speed up between beats.
 
-    Within each beat the playback rate is ``1 - strength * cos(2 pi u)`` (u =
-    position in the beat): it averages to one, so beat instants, unit
+    Within each beat the playback rate dips around the beat (a Gaussian of
+    ACCENT_WIDTH beats) and is a little above one elsewhere (see
+    :func:`_accent_warp`): it averages to one, so beat instants, unit
     boundaries and the overall duration stay put, while the motion's speed
-    at each beat drops to ``1 - strength`` of its own. Dancers hit the beat
-    by pausing on it (that is what a kinematic beat is); a decoded unit,
-    averaging similar movements, has that pause blurred, and this restores
-    it whatever the movement.
+    at each beat drops to about ``1 - 0.75 * strength`` of its own (strength
+    below 1.33). Dancers hit the beat by slowing on it (that is what a
+    kinematic beat is); a decoded unit, averaging similar movements, has that
+    blurred, and this restores it whatever the movement.
     """
     s = torch.as_tensor(strength, dtype=feats.dtype, device=feats.device).reshape(-1, 1)  # (1 or B, 1): one per unit
     if bool((s <= 0.0).all()):
         return feats
-    t = feats.shape[1]
-    beat = t // 2
-    f = torch.arange(t, dtype=feats.dtype, device=feats.device)[None]
-    u = (f % beat) / beat
-    start = f - f % beat
-    tau = start + beat * (u - s / (2 * torch.pi) * torch.sin(2 * torch.pi * u))  # old time of each new frame
-    rate = 1.0 - s * torch.cos(2 * torch.pi * u)  # old frames per new frame
+    tau, rate = _accent_warp(feats.shape[1], s, feats)
     return _retime(feats, tau, rate)
+
+
+#: Width (sigma, in beats) of the slow-down around each beat. The accent
+#: used to be a cosine over the whole beat, which rushed every mid-beat by as
+#: much as it slowed the beat; a narrow dip pays for itself a little over the
+#: rest of the beat instead.
+ACCENT_WIDTH = 0.1
+
+
+def _accent_warp(t: int, s: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Old time ``tau`` and rate (old frames per new frame) of each of ``t`` new
+    frames of a unit accented with strengths ``s`` (K, 1): (K, T) each.
+
+    Within each beat (u in [0, 1)) the rate is ``1 - s * (bump(u) - m)``: a
+    Gaussian bump of width ACCENT_WIDTH on the beat, less its mean m, so the
+    rate averages to one and beats stay put; the speed at the beat drops to
+    about ``1 - s`` of the motion's own.
+    """
+    beat = t // 2
+    f = torch.arange(t, dtype=like.dtype, device=like.device)[None]
+    u = (f % beat) / beat
+    w = ACCENT_WIDTH
+    root = w * math.sqrt(2.0)
+    bump = torch.exp(-0.5 * (u / w) ** 2) + torch.exp(-0.5 * ((1 - u) / w) ** 2)
+    # Integral of the bump from 0 to u, and its mean over the beat.
+    half = w * math.sqrt(math.pi / 2.0)
+    integral = half * (torch.erf(u / root) - torch.erf((1 - u) / root) + math.erf(1 / root))
+    mean = 2 * half * math.erf(1 / root)
+    tau = f - f % beat + beat * (u - s * (integral - mean * u))
+    rate = 1.0 - s * (bump - mean)
+    return tau, rate
+
+
+#: Accent strengths :func:`accent_strength` tries, weakest first.
+ACCENT_STEPS = 15
+#: Smoothing of the kinematic-beat metric: sigma 5 frames at 60 fps (see motion.kinematic_beats).
+_METRIC_SIGMA_S = 5.0 / 60.0
+
+
+def _smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian smoothing of (..., N) along the last axis, edges held (as the metric's "nearest")."""
+    if sigma <= 0:
+        return x
+    radius = max(1, int(math.ceil(3 * sigma)))
+    k = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    w = torch.exp(-0.5 * (k / sigma) ** 2)
+    w = (w / w.sum()).reshape(1, 1, -1)
+    shape = x.shape
+    flat = x.reshape(-1, 1, shape[-1])
+    flat = torch.nn.functional.pad(flat, (radius, radius), mode="replicate")
+    return torch.nn.functional.conv1d(flat, w).reshape(shape)
+
+
+def accent_strength(
+    feats: torch.Tensor, unit_seconds: float | None = None, most: float = 0.7, window: int = 4, depth: float = 0.25,
+    tolerance: float = 0.02,
+) -> torch.Tensor:
+    """(B,) the weakest beat accent (see :func:`accent_beats`) at which each unit
+    (B, T, D) hits its beats, or ``most`` where none up to it does.
+
+    A unit hits its beats when its mean joint speed, smoothed as the
+    kinematic-beat metric smooths it at the playback rate (``unit_seconds``
+    per unit; None: 1.2 s, two beats at 100 BPM), has its minimum within
+    ``tolerance`` seconds of the mid beat (within ``window`` steps), and
+    slows into its end and speeds up out of its start (the unit boundary is
+    the other beat), each time by at least ``depth`` of the speed ``window``
+    steps away (a shallower dip is lost to the seams and foot planting). A unit whose own timing already does that is played
+    as it was decoded: a uniform accent made every beat a stop and every
+    mid-beat a rush (speed at the beat a third of mid-beat), where real
+    dancers barely slow on the beat.
+
+    The accented speed is predicted from the unaccented one (re-timing
+    scales it by the local rate), so no strength costs a forward kinematics.
+    """
+    b, t, _ = feats.shape
+    beat = t // 2
+    speed = unit_speed(feats)  # (B, T-1); step i spans poses i..i+1
+    strengths = torch.linspace(0.0, float(most), ACCENT_STEPS, dtype=feats.dtype, device=feats.device)[:, None]  # (K, 1)
+    tau, _ = _accent_warp(t, strengths, feats)  # (K, T)
+    # New step j covers old poses tau_j..tau_{j+1}: the old speed at its middle, times the rate.
+    where = ((tau[:, :-1] + tau[:, 1:]) / 2 - 0.5).clamp(0, t - 2)  # (K, T-1) in old step units
+    i0 = where.floor().clamp(0, t - 3).long()
+    frac = where - i0.to(feats.dtype)
+    s0 = speed[:, None, :].expand(b, strengths.shape[0], t - 1)
+    a = torch.gather(s0, 2, i0[None].expand(b, -1, -1))
+    c = torch.gather(s0, 2, (i0 + 1)[None].expand(b, -1, -1))
+    accented = (a + (c - a) * frac) * (tau[:, 1:] - tau[:, :-1])  # (B, K, T-1)
+    seconds = 1.2 if unit_seconds is None else float(unit_seconds)
+    smooth = _smooth(accented, _METRIC_SIGMA_S * t / max(seconds, 1e-3))
+    around = smooth[..., beat - window : beat + window]
+    mid = around.argmin(-1)
+    keep = 1.0 - depth
+    # The minimum's sub-step place (vertex of the parabola through its steps)
+    # within ``tolerance`` seconds of the beat pose (a step is 0.1 s at 75 BPM).
+    k = mid.clamp(1, 2 * window - 2)
+    a, b_, c = (torch.gather(around, -1, (k + d)[..., None])[..., 0] for d in (-1, 0, 1))
+    curve = a - 2 * b_ + c
+    vertex = torch.where(curve > 1e-12, 0.5 * (a - c) / curve.clamp_min(1e-12), torch.zeros_like(curve)).clamp(-0.5, 0.5)
+    frame_s = seconds / t
+    off = (k.to(feats.dtype) + 0.5 + vertex - window).abs() * frame_s  # seconds from the beat pose
+    hits = (mid == k) & (off <= max(tolerance, 0.5 * frame_s))
+    hits &= around.min(-1).values <= keep * torch.minimum(around[..., 0], around[..., -1])
+    end, begin = smooth[..., -window:], smooth[..., :window]
+    hits &= (end.argmin(-1) == window - 1) & (end[..., -1] <= keep * end[..., 0])  # slows into the end
+    hits &= (begin.argmin(-1) == 0) & (begin[..., 0] <= keep * begin[..., -1])  # speeds up out of the start
+    first = torch.where(hits.any(-1), hits.to(torch.int8).argmax(-1), torch.full_like(mid[:, 0], ACCENT_STEPS - 1))
+    return strengths[first, 0]

@@ -21,9 +21,10 @@ import torch
 from torch import nn
 
 from livedance.errors import UserError
-from livedance.model.beat_align import accent_beats, align_beats, unclear_beats
+from livedance.model.beat_align import accent_beats, accent_strength, align_beats
 from livedance.model.composer import Composer, LSTMState
 from livedance.model.context import ANY_STYLE, DescriptorStats, MusicContext
+from livedance.model.realism import UnitLimits, unit_measures
 from livedance.model.device import state_to
 from livedance.model.music_encoder import AudioInput
 from livedance.model.vae import UnitVAE
@@ -32,12 +33,19 @@ from livedance.motion.foot_plant import plant_feet
 
 #: Frames over which a unit's start is eased onto the previous unit's end.
 SEAM_FRAMES = 8
-#: Default beat accent: the speed at each beat drops to half the movement's own.
-BEAT_ACCENT = 0.5
-#: See ``DanceModel.strong_accent``. With planted feet, 0.6 kept the engine
-#: benchmark's steady-beat mean offset under 40 ms for seeds 0-2 only narrowly
-#: (38.8 ms at seed 0, three beats over 100 ms off); 0.7 gives 28 / 22 / 25 ms.
-STRONG_ACCENT = 0.7
+#: The most beat accent a unit gets (see ``accent_beats``: its speed at the
+#: beat drops to 0.1 of its own, the dip 0.1 beat wide); each unit gets the
+#: weakest that makes it hit its beats (``accent_strength``). The old fixed
+#: cosine accent of 0.5 (0.7 where that was not enough) made the body pump on
+#: every beat: smoothed speed at the beats 0.3-0.5 of mid-beat, where real
+#: takes keep 0.70-1.21 (p5-p95); this gives 0.50-0.53 at 75-160 BPM with beat
+#: offsets 29-37 ms (a shallower accent reaches 0.59-0.66 only at 40-80 ms).
+BEAT_ACCENT = 1.2
+#: Draws of another unit when one would leave the envelope at its playback rate.
+REDRAWS = 3
+#: One unit may reach this many times the envelope's median speed, skate and
+#: per-frame move (a unit is livelier than a whole take's median).
+UNIT_SLACK = 1.5
 #: Default foot planting (see ``plant_feet``), chosen on the validation takes: it
 #: lowers the foot contact score by 38%; full planting (1.0) by 47%, but it costs
 #: 28% in FID_g (legs straighten to reach far pins) where 0.75 costs 12%.
@@ -118,10 +126,14 @@ class DanceModel(nn.Module):
         self.register_buffer("seam_weight", seam, persistent=False)
         #: Re-time each unit so its kinematic beats land on the music beats.
         self.align_beats = True
-        #: How much each unit slows down on its beats (0 = as decoded); see ``accent_beats``.
+        #: The most a unit slows down on its beats (0 = as decoded); see ``accent_strength``.
         self.beat_accent = BEAT_ACCENT
-        #: The accent of units that keep no speed minimum near a beat at ``beat_accent``.
-        self.strong_accent = STRONG_ACCENT
+        #: Draws of another unit when one would leave the realism envelope (0 = never); see ``next_unit``.
+        self.redraws = REDRAWS
+        #: How far one unit may exceed the envelope's medians (see ``UnitLimits.from_envelope``).
+        self.unit_slack = UNIT_SLACK
+        #: Units drawn again so far (for benchmarks and logs).
+        self.redrawn = 0
         #: How firmly feet near the floor are held where they landed (0 = as decoded); see ``plant_feet``.
         self.foot_plant = FOOT_PLANT
         #: Training metadata of the checkpoint it came from (command, steps, validation).
@@ -187,9 +199,13 @@ class DanceModel(nn.Module):
 
     @torch.inference_mode()
     def next_unit(
-        self, state: ComposerState, context: MusicContext, temperature: float = 1.0
+        self, state: ComposerState, context: MusicContext, temperature: float = 1.0, unit_seconds: float | None = None
     ) -> tuple[np.ndarray, ComposerState]:
         """Compose, decode and denormalise the next unit of every dancer.
+
+        ``unit_seconds`` is how long the unit will play (its two dance beats),
+        if known: the beat accent is judged at that rate, and a unit that would
+        leave the checkpoint's realism envelope at it is drawn again.
 
         Returns:
             ``(features (B, T, D) float32, new state)``; ``state`` is not modified.
@@ -212,25 +228,53 @@ class DanceModel(nn.Module):
         gen.set_state(state.rng)
         z_move = q.sample(gen, float(temperature))[:, 0]
         start = last + (last - before)  # one frame-step beyond the previous end
-        x = self._ease_seam(self.vae.decode(z_init, z_move), start)  # (B, T, D)
-        feats = self.denormalise(x)
-        if self.align_beats:
-            feats = align_beats(feats)
-        accented = accent_beats(feats, self.beat_accent)
-        if 0.0 < self.beat_accent < self.strong_accent:
-            # A unit whose speed trends steeply through a beat (speeding up into
-            # a move, or coming to rest) can keep no minimum there even accented:
-            # accent those harder, so every beat is still hit.
-            weak = unclear_beats(accented)
-            if bool(weak.any()):
-                accented = accent_beats(feats, torch.where(weak, self.strong_accent, self.beat_accent))
-        feats = plant_feet(accented, self.foot_plant)
+        feats = self._render(z_init, z_move, start, unit_seconds)
+        limits = self._limits(style) if unit_seconds is not None and self.redraws > 0 else None
+        if limits is not None:
+            # A unit that would leave the realism envelope at the rate it will
+            # be played is drawn again (the same seed draws the same units),
+            # keeping per dancer the draw that exceeds it least.
+            excess = limits.excess(unit_measures(feats, unit_seconds))
+            for _ in range(self.redraws):
+                over = excess > 1.0
+                if not bool(over.any()):
+                    break
+                z_other = q.sample(gen, float(temperature))[:, 0]
+                other = self._render(z_init, z_other, start, unit_seconds)
+                better = limits.excess(unit_measures(other, unit_seconds))
+                take = over & (better < excess)
+                feats = torch.where(take[:, None, None], other, feats)
+                z_move = torch.where(take[:, None], z_other, z_move)
+                excess = torch.where(take, better, excess)
+                self.redrawn += int(take.sum())
         x = self.normalise(feats)  # the state carries what was actually danced
         new_state = replace(
             state, lstm=lstm, prev_move=z_move, last_frames=x[:, -2:].clone(), rng=gen.get_state(), units=state.units + 1
         )
         # The one copy to the host per unit (B x T x D floats).
         return feats.cpu().numpy().astype(np.float32, copy=False), new_state
+
+    def _render(
+        self, z_init: torch.Tensor, z_move: torch.Tensor, start: torch.Tensor, unit_seconds: float | None
+    ) -> torch.Tensor:
+        """Codes -> the unit as danced (B, T, D): decoded, eased onto ``start``,
+        denormalised, beat-aligned, accented and foot-planted."""
+        feats = self.denormalise(self._ease_seam(self.vae.decode(z_init, z_move), start))
+        if self.align_beats:
+            feats = align_beats(feats)
+        if self.beat_accent > 0.0:
+            feats = accent_beats(feats, accent_strength(feats, unit_seconds, self.beat_accent))
+        return plant_feet(feats, self.foot_plant)
+
+    def _limits(self, style: np.ndarray) -> UnitLimits | None:
+        """Bounds of one unit from the checkpoint's envelope (None without one), for
+        the dancers' style when they share one, else for any style."""
+        envelope = getattr(self, "envelope", None)
+        if envelope is None:
+            return None
+        one = int(style[0]) if (style == style[0]).all() else ANY_STYLE
+        name = self.style_names[one] if one != ANY_STYLE else None
+        return UnitLimits.from_envelope(envelope, name if name in envelope.styles else None, self.unit_slack)
 
     def _ease_seam(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Shift the first frames' *pose* so frame 0 lands on ``target`` (B, D), fading out over SEAM_FRAMES.
