@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     v = _add_command(sub, "view", "livedance.outputs.viewer:run_view", "play a motion file in the viewer window")
     v.add_argument("motion", help="motion file (.npz with poses, trans, fps[, beats])")
     v.add_argument("--loop", action="store_true", help="play it again and again (close the window to stop)")
-    _add_command(sub, "devices", "livedance.audio.devices:run", "list audio input and output devices")
+    dev = _add_command(sub, "devices", "livedance.sync.devices:run", "list audio devices, MIDI ports and Ableton Link peers")
+    dev.add_argument("--no-link", action="store_true", help="skip the 2 s look for Link peers (it joins the network's Link session)")
     from livedance.live import osc_control  # light: sockets and argparse only
 
     osc_control.add_arguments(

@@ -140,6 +140,24 @@ class ViewerSettings:
 
 
 @dataclass
+class LinkSettings:
+    """Ableton Link (needs the optional extra: pip install 'livedance[link]')."""
+
+    mode: str = "off"  # "off", "follow" (dance to the session's beat) or "lead" (publish the tracked beat)
+    quantum: float = 4.0  # beats per bar; Link peers align bars on it
+    start_stop: bool = True  # take part in Link start/stop sync (a stopped session stops a following dance)
+
+
+@dataclass
+class MidiSettings:
+    """MIDI beat clock (24 pulses per quarter note) in and out."""
+
+    clock_in: str | None = None  # input port name substring to follow, None = off
+    clock_out: str | None = None  # output port name substring to send clock to, None = off
+    api: str = "auto"  # rtmidi API: "auto", "alsa" or "jack"
+
+
+@dataclass
 class Settings:
     """All settings; one attribute per TOML section."""
 
@@ -149,6 +167,8 @@ class Settings:
     engine: EngineSettings = field(default_factory=EngineSettings)
     osc: OscSettings = field(default_factory=OscSettings)
     viewer: ViewerSettings = field(default_factory=ViewerSettings)
+    link: LinkSettings = field(default_factory=LinkSettings)
+    midi: MidiSettings = field(default_factory=MidiSettings)
 
 
 DEFAULT_PATH = Path("~/.config/livedance/config.toml").expanduser()

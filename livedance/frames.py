@@ -24,6 +24,49 @@ class BeatEvent:
     tempo: float  # BPM at that beat
 
 
+@dataclass(frozen=True, slots=True)
+class SyncState:
+    """An external beat clock (an Ableton Link session, a MIDI clock) at one
+    frame's presentation instant; made by :mod:`livedance.sync`.
+
+    Attributes:
+        source: ``"link"`` or ``"midi"``.
+        mode: ``"follow"`` (it may lead the dance) or ``"lead"`` (livedance
+            publishes the tracked beat to it).
+        tempo: the clock's tempo, BPM.
+        beat: the clock's beat at that instant (Link: the session's beat
+            timeline; MIDI: song position in quarter notes).
+        quantum: beats per bar (Link's quantum).
+        peers: other Link apps in the session (MIDI: 1 while pulses arrive).
+        playing: False only once the transport is known to be stopped.
+    """
+
+    source: str
+    mode: str
+    tempo: float
+    beat: float
+    quantum: float = 4.0
+    peers: int = 0
+    playing: bool = True
+
+    @property
+    def phase(self) -> float:
+        """Position in the bar, [0, quantum)."""
+        return self.beat % self.quantum
+
+    @property
+    def leads(self) -> bool:
+        """Does this clock lead the dance (follow mode, with a peer to follow)?"""
+        return self.mode == "follow" and self.peers > 0
+
+    def label(self) -> str:
+        """One line for the HUD and the status line, e.g.
+        ``LINK follow 2 peers 128.0 BPM 3.25/4``."""
+        who = f"{self.peers} peer{'s' * (self.peers != 1)}" if self.source == "link" else ("in" if self.peers else "no clock")
+        stopped = " STOPPED" if not self.playing else ""
+        return f"{self.source.upper()} {self.mode} {who} {self.tempo:.1f} BPM {self.phase + 1:.2f}/{self.quantum:g}{stopped}"
+
+
 @dataclass(frozen=True)
 class Frame:
     """One presentation instant of D dancers.
@@ -42,7 +85,9 @@ class Frame:
         beat_phase: position within the current beat, [0, 1).
         confidence: beat-tracker confidence, [0, 1].
         energy: music energy, [0, 1].
-        beats: beats that passed since the previous frame.
+        beats: beats that passed since the previous frame (the dance's beats:
+            the tracker's, or the external clock's while it leads).
+        sync: the external beat clock (Link, MIDI clock) if one is in use.
     """
 
     index: int
@@ -56,6 +101,7 @@ class Frame:
     confidence: float = 0.0
     energy: float = 0.0
     beats: tuple[BeatEvent, ...] = field(default=())
+    sync: SyncState | None = None
 
     @cached_property
     def quaternions(self) -> np.ndarray:

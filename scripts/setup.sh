@@ -11,6 +11,7 @@ APT_PACKAGES=(
   libegl1 libegl-mesa0 libgl1-mesa-dri libgles2            # OpenGL via EGL (offscreen render)
   xvfb xauth                                               # virtual display (viewer tests)
   ffmpeg                                                   # video encode/mux
+  jackd2 iproute2                                          # MIDI ports without ALSA's sequencer; Link tests' private network namespace
 )
 
 missing=()
@@ -53,6 +54,6 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing livedance into .venv (first time takes a minute)"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,link]"  # link: the tests use real Link peers
   echo "$want" > "$stamp"
 fi

@@ -132,7 +132,11 @@ def test_devices_command_lists_the_virtual_device(pulse_sink):
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "livedance.cli", "devices"], capture_output=True, text=True, timeout=60)
+    # --no-link: Link discovery is multicast, which tests run only in a private
+    # network namespace (tests/test_sync_link.py), never on the real interfaces.
+    out = subprocess.run(
+        [sys.executable, "-m", "livedance.cli", "devices", "--no-link"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0
     assert "pulse" in out.stdout and "<" in out.stdout  # listed, with the default input marked
 

@@ -175,6 +175,12 @@ def run_perform(args: argparse.Namespace, settings: Settings) -> int:
             # is no start(): calling one made every `perform --control` exit 1).
             server = ControlServer.from_settings(settings.osc, controls, args.control)
             stack.callback(server.close)
+        from livedance.live.syncing import SyncHub
+
+        # Before the slow model load: a missing Link extra or MIDI port fails at once.
+        sync = SyncHub.from_args(args, settings)
+        if sync is not None:
+            stack.callback(sync.close)
         engine = build_engine(settings, controls)
         viewer = None
         if window:
@@ -183,7 +189,7 @@ def run_perform(args: argparse.Namespace, settings: Settings) -> int:
             settings.viewer.fullscreen = settings.viewer.fullscreen or args.fullscreen
             viewer = Viewer(settings.viewer, controls=controls, kiosk=args.kiosk)
             sinks.append(viewer)
-        runner = LiveRunner(engine, source, sinks, settings.engine.fps, settings.engine.latency_ms / 1000.0)
+        runner = LiveRunner(engine, source, sinks, settings.engine.fps, settings.engine.latency_ms / 1000.0, sync=sync)
         if viewer is not None:
             viewer.on_display_lost.append(runner.stop)  # the X server died: still write the recordings
         start = time.monotonic()
@@ -260,6 +266,12 @@ def add_arguments(sub: Any, add_command: Any) -> None:
     p.add_argument("--kiosk", action="store_true", help="unattended: fullscreen, no HUD, self-healing")
     p.add_argument("--record", metavar="OUT", help="record motion to .npz, .bvh or .pkl")
     p.add_argument("--video", metavar="OUT.mp4", help="render video while performing")
+    p.add_argument(
+        "--link", nargs="?", const="follow", choices=("off", "follow", "lead"),
+        help="Ableton Link: follow the session's beat (default) or lead it with the tracked one (setting [link] mode)",
+    )
+    p.add_argument("--midi-clock-in", metavar="PORT", help="follow MIDI clock from the input port whose name contains PORT")
+    p.add_argument("--midi-clock-out", metavar="PORT", help="send MIDI clock (24 PPQN, Start/Stop, SPP) to the output port whose name contains PORT")
     _engine_flags(p)
 
     d = add_command(sub, "dance", "livedance.live.commands:run_dance", "dance to a song file, faster than real time")

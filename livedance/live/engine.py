@@ -28,7 +28,7 @@ import numpy as np
 
 from livedance import skeleton as sk
 from livedance.config import Settings
-from livedance.frames import BeatEvent, Frame
+from livedance.frames import BeatEvent, Frame, SyncState
 from livedance.live.heard import HeardMusic
 from livedance.live.idle import idle_features
 from livedance.live.listener import Listener
@@ -164,6 +164,7 @@ class Engine:
         # keeps it current; offline, taps are given in music time.
         self.tap_clock_offset = 0.0
         self.frame_index = 0  # never reset: receivers order frames by it
+        self._sync_beat: float | None = None  # a leading external clock's beat on the last frame
         # A paired-data checkpoint hears the music itself: keep what was heard.
         audio = getattr(model, "audio", None)
         self.heard = None if audio is None else HeardMusic(audio, sr, hop, settings.features)
@@ -416,9 +417,31 @@ class Engine:
             self.home, self.home_target = self.home[keep], self.home_target[keep]
             self.offset, self.yaw = self.offset[keep], self.yaw[keep]
 
-    def frame(self, music_time: float, wall_time: float, dt: float) -> Frame:
-        """The frame showing ``music_time``, advancing all state by ``dt`` seconds."""
+    def _clock_beats(self, sync: SyncState | None, music_time: float) -> tuple[BeatEvent, ...] | None:
+        """The beats of a leading external clock that passed since the last
+        frame, at their exact music times (index: the clock's own beat number,
+        so ``index % quantum`` is the bar position); None when no clock leads."""
+        if sync is None or not sync.leads:
+            self._sync_beat = None
+            return None
+        prev, self._sync_beat = self._sync_beat, sync.beat
+        if prev is None or math.floor(sync.beat) <= math.floor(prev) or sync.beat - prev > 4.0:
+            return ()  # first frame, no beat passed, or the session jumped (a peer re-aligned it)
+        period = 60.0 / sync.tempo
+        return tuple(
+            BeatEvent(index=k, time=music_time - (sync.beat - k) * period, tempo=sync.tempo)
+            for k in range(math.floor(prev) + 1, math.floor(sync.beat) + 1)
+        )
+
+    def frame(self, music_time: float, wall_time: float, dt: float, sync: SyncState | None = None) -> Frame:
+        """The frame showing ``music_time``, advancing all state by ``dt`` seconds.
+
+        ``sync``: an external beat clock (Link, MIDI clock) at the frame's
+        instant; while it leads (:attr:`SyncState.leads`), the dance takes its
+        tempo, beat phase and beats instead of the tracker's (which keeps
+        running: its tempo and confidence stay in the frame)."""
         frozen = self._follow_controls()
+        clock_beats = self._clock_beats(sync, music_time)
         with self._lock:
             m = self.music
             override = self._override()
@@ -431,6 +454,10 @@ class Engine:
                 tempo, phase, dancing = override, self._tap_phase(music_time, override), True
                 if self._music_takes_over(override):
                     tempo, phase = m.tempo, self._phase_at(music_time)
+            elif clock_beats is not None and sync is not None:
+                # The DJ's clock leads: dance through silence (between tracks)
+                # until its transport is stopped.
+                tempo, phase, dancing, beats = sync.tempo, sync.beat % 1.0, sync.playing, clock_beats
             else:
                 tempo, phase = m.tempo, self._phase_at(music_time)
                 dancing = (not m.silent) and m.confidence >= (0.25 if self.weight > 0 else 0.5)
@@ -473,11 +500,12 @@ class Engine:
             wall_time,
             rotations,
             trans,
-            tempo=float(tempo),
+            tempo=float(m.tempo if clock_beats is not None else tempo),
             beat_phase=float(phase if phase is not None else beat_phase),
             confidence=float(m.confidence),
             energy=float(m.energy),
             beats=beats,
+            sync=sync,
         )
         self.frame_index += 1
         return frame

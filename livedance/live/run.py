@@ -76,8 +76,11 @@ class LiveRunner:
             delay of projector, network or receiving software.
     """
 
-    def __init__(self, engine: Engine, source: Any, sinks: Sequence[Sink], fps: float, latency: float) -> None:
+    def __init__(
+        self, engine: Engine, source: Any, sinks: Sequence[Sink], fps: float, latency: float, sync: Any = None
+    ) -> None:
         self.engine = engine
+        self.sync = sync  # live.syncing.SyncHub: Link / MIDI clock, or None (its owner closes it)
         self.source = source
         self.sinks = list(sinks)
         self.fps = fps
@@ -166,7 +169,11 @@ class LiveRunner:
                     self.engine.tap_clock_offset = self._offset
                 if controls is not None:  # latency is a live control (OSC, keyboard)
                     self.latency = controls.snapshot().latency_ms / 1000.0
-                frame = self.engine.frame(self._music_time(now) + self.latency, time.time() + self.latency, period)
+                present = now + self.latency  # monotonic instant the frame shows
+                state = self.sync.state(present) if self.sync is not None else None
+                frame = self.engine.frame(self._music_time(now) + self.latency, time.time() + self.latency, period, sync=state)
+                if self.sync is not None:
+                    self.sync.after_frame(frame, self.engine, now, present)
                 self.latest = frame
                 if self.engine.needs_unit():
                     self._wake.set()
@@ -218,6 +225,8 @@ class LiveRunner:
         if f is None:
             return "livedance: starting..."
         lost = " | AUDIO DEVICE LOST, retrying" if getattr(self.source, "device_lost", False) else ""
+        if self.sync is not None:
+            lost += " | " + self.sync.status(f.sync)
         return (
             f"{f.tempo:6.1f} BPM | conf {f.confidence:4.2f} | energy {f.energy:4.2f} | "
             f"{self.stats.fps:5.1f} fps | latency {self.latency * 1000:.0f} ms | "

@@ -642,6 +642,7 @@ class _Hud:
         self._text.text = (
             f"{frame.tempo:6.1f} BPM   conf {frame.confidence:4.2f}   energy {frame.energy:4.2f}   "
             f"{stats.fps:5.1f} fps   dropped {stats.frames_dropped}"
+            + (f"   {frame.sync.label()}" if frame.sync is not None else "")
         )
         self._flash.opacity = int(40 + 215 * min(1.0, beat_pulse(frame) / max(frame.confidence, 1e-3)) * (frame.confidence > 0))
         self._conf.width = 120 * float(np.clip(frame.confidence, 0.0, 1.0))

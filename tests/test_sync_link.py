@@ -1,0 +1,115 @@
+"""Ableton Link against a real peer, with ``livedance perform`` as a real process.
+
+Link discovery is multicast. Every test here runs its peer and perform inside
+a private network namespace holding only loopback (``unshare --net``, lo up,
+224.0.0.0/4 routed to lo), never on the machine's real interfaces; the
+namespace is checked to hold nothing but lo before anything starts. The
+peer and the measurements: tests/link_scenario.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("aalink", reason="Link support not installed: pip install 'livedance[link]' (scripts/setup.sh does)")
+
+SCENARIO = Path(__file__).with_name("link_scenario.py")
+# lo up, multicast routed to it, and refuse to go on if anything but lo is here.
+NETNS = (
+    'ip link set lo up && ip route add 224.0.0.0/4 dev lo && '
+    '[ "$(ip -o link show | wc -l)" = 1 ] && LIVEDANCE_NETNS=1 exec "$0" "$@"'
+)
+
+
+def _netns_works() -> str | None:
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "needs unshare (util-linux) and ip (iproute2)"
+    probe = subprocess.run(["unshare", "--net", "sh", "-c", NETNS.replace('LIVEDANCE_NETNS=1 exec "$0" "$@"', "true")],
+                           capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        return f"cannot make a private network namespace (unshare --net needs root/CAP_SYS_ADMIN): {probe.stderr.strip()[:200]}"
+    return None
+
+
+_why_not = _netns_works()
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(_why_not is not None, reason=_why_not or ""),
+]
+
+
+def in_netns(*args: str, timeout: float = 120.0) -> dict:
+    out = subprocess.run(
+        ["unshare", "--net", "sh", "-c", NETNS, sys.executable, str(SCENARIO), *args],
+        capture_output=True, text=True, timeout=timeout,
+    )
+    assert out.returncode == 0, f"scenario failed ({out.returncode}): {out.stderr[-3000:]}"
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_follow_a_128_bpm_peer_on_silence_and_survive_it_leaving(tmp_path):
+    import soundfile as sf
+
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(22050 * 40, np.float32), 22050)
+    r = in_netns("follow", "--audio", str(silence), "--seconds", "12", "--bpm", "128", "--leave", "6", "--rejoin", "8")
+    assert r["rc"] == 0, r["stderr"]
+    events = [e for e in r["events"] if e["peer_beat"] is not None and e["wall"] < r["left"]]
+    assert len(events) >= 10, f"only {len(events)} beat events before the peer left: {r['stderr']}"
+    wall = np.array([e["wall"] for e in events])
+    intervals = np.diff(wall) * 1000.0
+    assert np.abs(intervals - 468.75).max() < 5.0, intervals
+    peer = np.array([e["peer_beat"] for e in events])
+    phase_ms = np.abs(peer - np.round(peer)) * 468.75
+    assert phase_ms.max() < 10.0, phase_ms
+    # Bar position: the beat index counts the session's beats (mod the quantum, 4).
+    assert all((e["index"] - round(e["peer_beat"])) % 4 == 0 for e in events)
+    # The peer left and came back; perform saw it, and the dance did not jump.
+    peers = [link["peers"] for link in r["links"]]
+    assert 1 in peers and 0 in peers[peers.index(1):], peers
+    tags = np.array([j[0] for j in r["joints"]])
+    joints = np.array([j[1] for j in r["joints"]]).reshape(len(tags), -1, 3)
+    speed = np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(axis=1) / np.maximum(np.diff(tags), 1e-3)
+    t = tags[1:]
+    normal = np.percentile(speed[(t > wall[3]) & (t < r["left"])], 99)
+    around = speed[(t > r["left"] - 0.5) & (t < r["rejoined"] + 2.0)]
+    assert around.max() < 1.5 * normal + 0.5, f"{around.max():.2f} m/s around the peer leaving vs {normal:.2f}"
+
+
+def test_lead_publishes_the_songs_tempo_and_beat(tmp_path):
+    import soundfile as sf
+
+    from livedance.music.synth import drum_track
+
+    audio, beats = drum_track(130.0, 40.0, 22050, seed=5, pattern="four")
+    song = tmp_path / "song130.wav"
+    sf.write(song, audio, 22050)
+    r = in_netns("lead", "--audio", str(song), "--seconds", "16", "--bpm", "100")
+    assert r["rc"] == 0, r["stderr"]
+    samples = np.array(r["samples"])  # (wall, peer beat, peer tempo)
+    offsets = np.array(r["offsets"])  # (wall, wall - music time) of perform's frames
+    music = samples[:, 0] - np.interp(samples[:, 0], offsets[:, 0], offsets[:, 1])
+    playing = (music > 0.0) & (music < 14.0)
+    # Within 10 s of the music starting the peer (a VJ app at 100 BPM) reads 130 +/- 1 BPM ...
+    locked = playing & (music > 10.0)
+    assert np.abs(samples[locked, 2] - 130.0).max() < 1.0, samples[locked, 2]
+    # ... and its beats fall within 20 ms of the song's.
+    song_beat = np.interp(music[locked], beats, np.arange(len(beats)))
+    error_ms = ((samples[locked, 1] - song_beat + 0.5) % 1.0 - 0.5) * 60000.0 / 130.0
+    print(f"lead phase error: mean {error_ms.mean():.1f} ms, max |e| {np.abs(error_ms).max():.1f} ms")
+    assert np.abs(error_ms).max() < 20.0, error_ms
+    first = music[playing & (np.abs(samples[:, 2] - 130.0) < 1.0)].min()
+    assert first < 10.0, f"the peer read 130 BPM only {first:.1f} s into the music"
+
+
+def test_devices_lists_link_peers():
+    r = in_netns("devices", "--bpm", "97")
+    assert r["rc"] == 0, r["stderr"]
+    assert "Ableton Link: 1 peer at 97.0 BPM" in r["stdout"], r["stdout"]
