@@ -42,6 +42,11 @@ _DEVICE_WORDS = ("CUDA", "cuDNN", "CUDNN", "CUBLAS", "cuBLAS", "device-side", "o
 S = TypeVar("S", bound="ComposerState")
 
 
+def no_cuda_reason() -> str:
+    """Why torch sees no CUDA GPU here, in words (for error messages)."""
+    return "this torch is the CPU-only build" if torch.version.cuda is None else "no NVIDIA GPU or driver is visible"
+
+
 def resolve_compute(name: str) -> torch.device:
     """``"auto" | "cpu" | "cuda" | "cuda:N"`` (``--compute`` / ``engine.compute``) -> a concrete device, CUDA ones indexed.
 
@@ -57,9 +62,8 @@ def resolve_compute(name: str) -> torch.device:
     if m is None:
         raise UserError(f"compute device {name!r} is unknown (--compute / engine.compute: use {CHOICES})")
     if not torch.cuda.is_available():
-        why = "this torch is the CPU-only build" if torch.version.cuda is None else "no NVIDIA GPU or driver is visible"
         raise UserError(
-            f"compute device {name!r}: torch sees no CUDA GPU here ({why}); use --compute cpu or auto, "
+            f"compute device {name!r}: torch sees no CUDA GPU here ({no_cuda_reason()}); use --compute cpu or auto, "
             f"or install the CUDA build of torch ({CUDA_HELP})"
         )
     index = int(m.group(1)) if m.group(1) else torch.cuda.current_device()

@@ -78,9 +78,10 @@ def training_device(name: str, info: Dist) -> torch.device:
     if m is None and text != "auto":
         raise UserError(f"--device {name}: unknown device (use cpu, cuda, cuda:N or auto)")
     if not torch.cuda.is_available():
-        why = "this torch is the CPU-only build" if torch.version.cuda is None else "no NVIDIA GPU or driver is visible"
+        from livedance.model.device import no_cuda_reason
+
         raise UserError(
-            f"--device {name}: torch sees no CUDA GPU here ({why}); use --device cpu, "
+            f"--device {name}: torch sees no CUDA GPU here ({no_cuda_reason()}); use --device cpu, "
             "or install the CUDA build of torch (docs/training.md, 'Training on GPUs')"
         )
     count = torch.cuda.device_count()
