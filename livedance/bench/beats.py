@@ -242,7 +242,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from livedance.music.beats import BeatTracker
     from livedance.music.features import FeatureExtractor, warm_up
 
-    warm_up()
+    warm_up(librosa_reference=True)
     sr, hop = settings.audio.sample_rate, settings.audio.hop
     seconds = max(10.0, float(args.seconds))
     items = _material(seconds, sr)

@@ -12,6 +12,9 @@ All figures come from one run on this machine:
   mean absolute offset in ms on steady music; after a tempo jump (110 to
   140 BPM, and seven more changes) the beats for the dance clock to be back
   within 40 ms of every beat, and the kinematic offsets from then on;
+* ``startup``: a real ``perform`` process from its start to listening, the
+  first frame, the first beat and the dance, cold and warm cache
+  (:mod:`livedance.bench.startup`);
 * ``compute`` and ``frame_clock``: unit latency on each device torch can use
   here and the frame clock's cost, with 1, 8 and 64 dancers
   (:mod:`livedance.bench.compute`).
@@ -202,6 +205,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     result["engine_device"] = str(resolve_compute(settings.engine.compute))  # where the runs above made their units
     result["compute"] = unit_latency(settings)  # per device: unit latency with 1, 8 and 64 dancers
     result["frame_clock"] = frame_clock(settings, steady)
+
+    from livedance.bench.startup import measure
+
+    # The performer's first minute: process start -> listening -> first beat -> dancing.
+    result["startup"] = measure()
 
     print(json.dumps(result, indent=None if args.json else 2))
     return 0

@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import signal
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -18,6 +19,19 @@ from livedance.errors import UserError
 log = logging.getLogger(__name__)
 
 DEMO_CLIP = Path(__file__).resolve().parents[1] / "assets" / "demo.ogg"
+
+
+def seconds_since_start() -> float:
+    """Seconds since this process started (Linux /proc; else since this module loaded)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _LOADED
+
+
+_LOADED = time.monotonic()
 
 
 def apply_engine_args(args: argparse.Namespace, settings: Settings) -> None:
@@ -200,8 +214,16 @@ def run_perform(args: argparse.Namespace, settings: Settings) -> int:
         # SIGTERM (systemd, kill) stops like Ctrl-C: recordings get finalised.
         previous = signal.signal(signal.SIGTERM, lambda *_: runner.stopped.set())
         runner.start()
+        # One line once it listens (the model load before it takes seconds).
+        print(
+            f"livedance: listening to {source.describe()}; output latency {settings.engine.latency_ms:.0f} ms; "
+            f"{seconds_since_start():.1f} s after start",
+            flush=True,
+        )
         try:
             if viewer is not None:
+                # The terminal keeps its status line while the window is open.
+                threading.Thread(target=wait_with_status, args=(runner, done), name="livedance-status", daemon=True).start()
                 viewer.run(until=lambda: done() or runner.stopped.is_set())
             else:
                 wait_with_status(runner, done)

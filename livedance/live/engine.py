@@ -163,6 +163,7 @@ class Engine:
         # Music time minus the taps' clock (time.monotonic()): the live runner
         # keeps it current; offline, taps are given in music time.
         self.tap_clock_offset = 0.0
+        self._target = 0.0  # the dance weight's target on the last frame (1 dancing, 0 idle)
         self.frame_index = 0  # never reset: receivers order frames by it
         self._sync_beat: float | None = None  # a leading external clock's beat on the last frame
         # A paired-data checkpoint hears the music itself: keep what was heard.
@@ -472,6 +473,9 @@ class Engine:
                 self.enter_at = None
             step = 0.0 if frozen else self.clock.advance(dt, tempo, phase)
             target = 1.0 if (self.enter_at is not None and self.clock.position >= self.enter_at) else 0.0
+            if target != self._target:  # INFO: when the dance starts and pauses (start-up timing, show logs)
+                self._target = target
+                log.info("dance %s at music time %.2f s", "starts" if target else "pauses (idle groove)", music_time)
             if target != self.weight:
                 # Plain float arithmetic: np.clip and np.sign on a scalar cost ~10 us a frame.
                 rate = dt / (0.5 if target > self.weight else 0.8)

@@ -125,7 +125,14 @@ class LiveRunner:
             self._offset = target
         else:
             self._offset += 0.02 * (target - self._offset)
-        return now + self._offset
+        # The input device delivers each sound this late (PortAudio's figure):
+        # the music is that much further on than what has been heard.
+        return now + self._offset + self.input_latency
+
+    @property
+    def input_latency(self) -> float:
+        """The source's input latency, seconds (0 for a file)."""
+        return float(getattr(self.source, "input_latency", 0.0))
 
     def _generate(self) -> None:
         while not self.stopped.is_set():
@@ -166,7 +173,7 @@ class LiveRunner:
                     deadline += skipped * period
                 controls = self.engine.controls
                 if self._offset is not None:  # taps come on the monotonic clock, frames on the music clock
-                    self.engine.tap_clock_offset = self._offset
+                    self.engine.tap_clock_offset = self._offset + self.input_latency
                 if controls is not None:  # latency is a live control (OSC, keyboard)
                     self.latency = controls.snapshot().latency_ms / 1000.0
                 present = now + self.latency  # monotonic instant the frame shows
@@ -229,7 +236,7 @@ class LiveRunner:
             lost += " | " + self.sync.status(f.sync)
         return (
             f"{f.tempo:6.1f} BPM | conf {f.confidence:4.2f} | energy {f.energy:4.2f} | "
-            f"{self.stats.fps:5.1f} fps | latency {self.latency * 1000:.0f} ms | "
+            f"{self.stats.fps:5.1f} fps | latency {self.latency * 1000:.0f} + input {self.input_latency * 1000:.0f} ms | "
             f"dropped {self.stats.dropped} | overruns {getattr(self.source, 'overruns', 0)}{lost}"
         )
 

@@ -159,13 +159,17 @@ class FeatureExtractor:
         )
 
 
-def warm_up() -> None:
-    """Compile librosa's numba kernels and build filter banks now, not on the
-    first live hop (the first call costs seconds)."""
-    import librosa
-
+def warm_up(librosa_reference: bool = False) -> None:
+    """Import and build the filter banks now, not on the first live hop (the
+    first call costs seconds). ``librosa_reference`` also compiles librosa's
+    numba onset and beat kernels, which only the offline comparisons use
+    (``bench beats``): the live path never calls them, and compiling them cost
+    every ``perform`` 2-9 s before it listened."""
     sr = 22050
     y = (0.1 * np.sin(2 * np.pi * 220 * np.arange(sr) / sr)).astype(np.float32)
-    librosa.onset.onset_strength(y=y, sr=sr)
-    librosa.beat.beat_track(y=y, sr=sr)
+    if librosa_reference:
+        import librosa
+
+        librosa.onset.onset_strength(y=y, sr=sr)
+        librosa.beat.beat_track(y=y, sr=sr)
     FeatureExtractor(FeatureSettings(), sr, 512)(y)
