@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("beats", "engine", "osc", "render", "soak", "motion")
+BENCHMARKS = ("beats", "engine", "osc", "render", "soak", "motion", "sync")
 
 
 def run(args: argparse.Namespace, settings: object) -> int:
