@@ -700,6 +700,10 @@ class BeatTracker:
             run += 1
         if run >= 3:
             y = [bt + self._peak_offset(bt, onsets) for bt in beats[-run:]]
+            if beats[-1] == t:
+                # A beat on this very hop: its peak's sub-hop offset needs the
+                # next value; until then, take the others' mean offset.
+                y[-1] = t + (sum(y[:-1]) - sum(beats[-run:-1])) / (run - 1)
             # The longest trailing run that lies on a straight line (a long fit
             # reads the period to a fraction of a hop; a tempo change bends the
             # line, and the fit then keeps only the beats since); if none does
@@ -715,13 +719,15 @@ class BeatTracker:
                 # One stray beat at the end (a fill, the last hit before a
                 # break) must not tilt the line: if the others lie on one, it
                 # keeps their period; the phase still moves towards it (below).
-                slope, mean, sq = _line(y[-full:-1], *self._fit_k[full - 1])
-                run = full - 1
-                if sq <= _STRAIGHT:
-                    stray = y[-1] - (mean + slope * (self._fit_k[run][0][-1] + 1.0))
-                else:
-                    run = full
-                    slope, mean, sq = _line(y[-run:], *self._fit_k[run])
+                # Else the tempo is changing: the shortest fit follows it.
+                # (A stray is a hop or more off; a tempo change moves the beats
+                # less at first.)
+                fit = _line(y[-full:-1], *self._fit_k[full - 1])
+                off = y[-1] - (fit[1] + fit[0] * (self._fit_k[full - 1][0][-1] + 1.0))
+                if fit[2] <= _STRAIGHT and abs(off) >= 1.0:
+                    slope, mean, sq = fit
+                    run = full - 1
+                    stray = off
             # Trust the fit's period near the tempo estimate (it absorbs ramps),
             # and further off when four or more beats lie on a straight line
             # (a tempo change the DP has followed before the autocorrelation).
