@@ -99,6 +99,7 @@ class EngineSettings:
     stage_radius: float = 1.5  # metres; dancers stay within this circle
     tap_follows_music: bool = False  # a tapped tempo hands back to the tracker when it is confident at that tempo
     checkpoint: str | None = None  # None = the shipped checkpoint
+    level: str = "auto"  # metrical level danced: auto, half, normal or double (units span 4, 2 or 1 music beats)
     compute: str = "auto"  # where the dance model runs: auto (CUDA GPU if torch sees one, else CPU), cpu, cuda, cuda:N
 
 

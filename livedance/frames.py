@@ -85,6 +85,8 @@ class Frame:
         beat_phase: position within the current beat, [0, 1).
         confidence: beat-tracker confidence, [0, 1].
         energy: music energy, [0, 1].
+        level: metrical level danced (-1 half-time: a unit spans 4 music
+            beats; 0 normal: 2; 1 double-time: 1), see ``livedance.live.level``.
         beats: beats that passed since the previous frame (the dance's beats:
             the tracker's, or the external clock's while it leads).
         sync: the external beat clock (Link, MIDI clock) if one is in use.
@@ -100,6 +102,7 @@ class Frame:
     beat_phase: float = 0.0
     confidence: float = 0.0
     energy: float = 0.0
+    level: int = 0
     beats: tuple[BeatEvent, ...] = field(default=())
     sync: SyncState | None = None
 

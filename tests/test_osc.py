@@ -95,7 +95,7 @@ def _by_address(messages: list[tuple[str, tuple]]) -> dict[str, tuple]:
 @pytest.mark.parametrize("up_axis,units", [("y", "m"), ("z", "cm")])
 def test_every_message_of_a_frame_parses_back_to_the_pose(collector, up_axis, units):
     beats = (BeatEvent(41, 12.40, 127.5), BeatEvent(42, 12.87, 128.0))
-    frame = random_frame(2, tempo=128.0, beat_phase=0.25, confidence=0.8, energy=0.6, beats=beats)
+    frame = random_frame(2, tempo=128.0, beat_phase=0.25, confidence=0.8, energy=0.6, level=-1, beats=beats)
     settings = OscSettings(out=f"127.0.0.1:{collector.port}", up_axis=up_axis, units=units)
     sender = OscSender.from_settings(settings)
     datagrams = sender.encode(frame)
@@ -119,6 +119,7 @@ def test_every_message_of_a_frame_parses_back_to_the_pose(collector, up_axis, un
     assert got["/livedance/phase"] == (0.25,)
     assert got["/livedance/confidence"] == (pytest.approx(0.8),)
     assert got["/livedance/energy"] == (pytest.approx(0.6),)
+    assert got["/livedance/level"] == (-1,)  # half-time
 
     axes = Axes.from_names(up_axis, units)
     for d in range(2):

@@ -22,6 +22,7 @@ tap            float | None            a tap-tempo tap at this monotonic time (N
                                        third tap on it sets the tempo *and* the beat (taps land on beats)
 dancers        int 1..16               number of dancers
 latency_ms     float 0..2000           output latency to compensate (projector, network)
+level          -1|0|1|name | None      metrical level: half/normal/double time; None or "auto" = by tempo
 ============== ======================= ===========================================
 """
 
@@ -35,6 +36,8 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from livedance.config import Settings
+from livedance.errors import UserError
+from livedance.live.level import parse_level
 
 MAX_DANCERS = 16
 MIN_BPM, MAX_BPM = 40.0, 240.0
@@ -46,7 +49,7 @@ TAP_RESET_SECONDS = 60.0 / MIN_BPM
 #: enough to follow a change of song within a bar.
 TAP_WINDOW = 8
 
-Value = float | int | bool | None
+Value = float | int | bool | str | None  # str: only the level takes names
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,7 @@ class ControlState:
     # ``time.monotonic()``), with ``tempo_override`` as the period. None while
     # the tempo is not tapped: a forced tempo keeps the phase it was given.
     tap_beat: float | None = None
+    level: int | None = None  # forced metrical level (-1 half, 0 normal, 1 double); None = chosen by tempo
     version: int = 0  # increments on every change: cheap "did anything change?"
 
 
@@ -109,11 +113,13 @@ class Controls:
             "tap": self.tap,
             "dancers": self.set_dancers,
             "latency_ms": self.set_latency_ms,
+            "level": self.set_level,
         }
 
     @classmethod
     def from_settings(cls, settings: Settings, styles: int = 10) -> "Controls":
-        """Start from the engine settings; out-of-range settings raise ValueError."""
+        """Start from the engine settings; out-of-range settings raise ValueError
+        (an unknown ``engine.level``: UserError)."""
         controls = cls(styles=styles)
         engine = settings.engine
         controls.set_energy_bias(engine.energy_bias)
@@ -121,6 +127,7 @@ class Controls:
         controls.set_seed(engine.seed)
         controls.set_dancers(engine.dancers)
         controls.set_latency_ms(engine.latency_ms)
+        controls.set_level(parse_level(engine.level))  # a bad setting: UserError naming it
         return controls
 
     def limit_styles(self, styles: int) -> None:
@@ -205,6 +212,13 @@ class Controls:
         latency = _number("latency_ms", value)
         _in_range("latency_ms", latency, 0.0, MAX_LATENCY_MS)
         self._update(latency_ms=latency)
+
+    def set_level(self, value: Value) -> None:
+        try:
+            level = None if value is None else parse_level(value)
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
+        self._update(level=level)
 
     def tap(self, value: Value = None) -> None:
         """One tap-tempo tap at ``value`` (``time.monotonic()`` seconds; None = now).

@@ -33,7 +33,8 @@ from livedance.live.heard import HeardMusic
 from livedance.live.idle import idle_features
 from livedance.live.listener import Listener
 from livedance.live.phase import BeatClock, grid_phase
-from livedance.live.timeline import FRAMES_PER_BEAT, UNIT_BEATS, UnitTimeline
+from livedance.live.level import LevelChooser, dance_tempo, parse_level, span
+from livedance.live.timeline import UNIT_FRAMES, UnitTimeline
 from livedance.model.context import ANY_STYLE
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,9 @@ class Engine:
         # keeps it current; offline, taps are given in music time.
         self.tap_clock_offset = 0.0
         self._target = 0.0  # the dance weight's target on the last frame (1 dancing, 0 idle)
+        self.levels = LevelChooser.for_model(model)
+        self.forced_level = parse_level(es.level)  # the setting; a level control replaces it
+        self.level = 0  # metrical level of the unit playing (see livedance.live.level)
         self.frame_index = 0  # never reset: receivers order frames by it
         self._sync_beat: float | None = None  # a leading external clock's beat on the last frame
         # A paired-data checkpoint hears the music itself: keep what was heard.
@@ -178,6 +182,7 @@ class Engine:
         self.timeline = UnitTimeline()
         self.clock = BeatClock()
         self.composer_state = self.model.new_state(b, self.seed)
+        self._state_after: dict[int, Any] = {}  # composer state after each recent unit, by unit number
         self.home, self.wander = home_spots(b, self.settings.engine.stage_radius)
         self.home_target = self.home.copy()  # where each home spot is walking to
         self.wander_now = self.wander  # eases to a new wander radius at walking speed
@@ -215,7 +220,34 @@ class Engine:
 
     # -------------------------------------------------------------- generation
 
-    def _context(self) -> Any:
+    def _choose_level(self) -> int:
+        """The metrical level for a unit planned now (forced by a control or the setting, else by tempo)."""
+        if self.controls is not None:
+            c = self.controls.snapshot()
+            style, forced = ANY_STYLE if c.style is None else c.style, c.level
+        else:
+            style, forced = ANY_STYLE, self.forced_level
+        if forced is None and self._override() is None and self.music.confidence < 0.5:
+            # No tempo to trust yet (the tracker starts at its preferred tempo
+            # and may read an octave off at first): keep the level, normal at first.
+            return self.levels.level if self.levels.level is not None else 0
+        return self.levels.choose(self._tempo(), style, forced)
+
+    def _follow_level(self) -> None:
+        """A new level takes over at the next unit boundary: queued units that
+        have not started and span another level are dropped, to be made again
+        (else a half-time unit queued on a wrong early tempo plays for 4 beats)."""
+        level = self._choose_level()
+        if any(u.level != level for u in self.timeline.queued_after(self.clock.position)):
+            self.timeline.clear_after(self.clock.position)
+            # The next unit continues the one kept, not the one dropped (its
+            # pose would be far off: the seam would whip the hands across).
+            kept = self._state_after.get(self.timeline.last_index)
+            if kept is not None and kept.batch == self.composer_state.batch:
+                self.composer_state = kept
+
+    def _context(self) -> tuple[Any, float, int]:
+        """The next unit's music context, temperature and metrical level."""
         m = self.music
         if self.controls is not None:
             # The controls start from the engine settings, so they replace them
@@ -227,10 +259,14 @@ class Engine:
             es = self.settings.engine
             bias, temperature, style = es.energy_bias, es.temperature, ANY_STYLE
         energy = float(np.clip(m.energy + bias, 0.0, 1.0))
-        ctx = self.model.descriptors.context_from_levels(self._tempo(), energy, m.busyness, style)
+        tempo = self._tempo()
+        level = self._choose_level()
+        # The composer is asked for units danced at the tempo they will be
+        # played at: half the music's in half-time.
+        ctx = self.model.descriptors.context_from_levels(dance_tempo(tempo, level), energy, m.busyness, style)
         if self.heard is not None:
             ctx.audio = self.heard.window()  # the music heard so far, no look-ahead
-        return ctx, temperature
+        return ctx, temperature, level
 
     def _wanted(self) -> int | None:
         """The unit to make next, unless it is one that already failed (and
@@ -252,11 +288,11 @@ class Engine:
             self._logged.add(kind)
             log.warning(message + " (further ones are counted, not logged)", *args)
 
-    def _next_unit(self, state: Any, ctx: Any, temperature: float) -> tuple[np.ndarray, Any]:
+    def _next_unit(self, state: Any, ctx: Any, temperature: float, seconds: float | None = None) -> tuple[np.ndarray, Any]:
         """``model.next_unit``; a GPU that fails mid-show (out of memory, device lost)
         hands the model and the state to the CPU, once, and the unit is made there."""
         try:
-            feats, state = self.model.next_unit(state, ctx, temperature)
+            feats, state = self.model.next_unit(state, ctx, temperature, seconds)
         except Exception as exc:  # noqa: BLE001 - re-raised below unless it is the GPU's
             from livedance.model.device import fall_back_to_cpu, is_device_error
 
@@ -265,22 +301,22 @@ class Engine:
                 raise
             self.stats.device_fallbacks += 1
             self.model, state = fall_back_to_cpu(self.model, state, exc, self._last_unit)
-            feats, state = self.model.next_unit(state, ctx, temperature)
+            feats, state = self.model.next_unit(state, ctx, temperature, seconds)
         self._last_unit = feats
         return feats, state
 
-    def _compose(self, state: Any, ctx: Any, temperature: float) -> tuple[np.ndarray, Any]:
+    def _compose(self, state: Any, ctx: Any, temperature: float, seconds: float | None = None) -> tuple[np.ndarray, Any]:
         """One unit from the model; a style it cannot make falls back to the
         last style that worked. Raises only if that fails too."""
         try:
-            feats, new_state = self._next_unit(state, ctx, temperature)
+            feats, new_state = self._next_unit(state, ctx, temperature, seconds)
         except Exception as exc:  # noqa: BLE001 - any model failure: try the fallback
             if ctx.style == self._good_style:
                 raise
             self.stats.style_fallbacks += 1
             self._log_once("style", "cannot dance style %r (%s); dancing style %r instead", ctx.style, exc, self._good_style)
             ctx.style = self._good_style
-            feats, new_state = self._next_unit(state, ctx, temperature)
+            feats, new_state = self._next_unit(state, ctx, temperature, seconds)
         self._good_style = int(np.asarray(ctx.style).flat[0]) if np.ndim(ctx.style) else int(ctx.style)
         return feats, new_state
 
@@ -293,15 +329,17 @@ class Engine:
         made = 0
         while True:
             with self._lock:
+                self._follow_level()
                 index = self._wanted()
                 if index is None:
                     return made
-                ctx, temperature = self._context()
+                ctx, temperature, level = self._context()
+                seconds = span(level) * 60.0 / max(self._tempo(), 1.0)  # how long the unit will play
                 state = self.composer_state
                 version = self.controls.snapshot().version if self.controls is not None else -1
             t0 = time.perf_counter()
             try:
-                feats, state = self._compose(state, ctx, temperature)
+                feats, state = self._compose(state, ctx, temperature, seconds)
             except Exception as exc:  # noqa: BLE001 - the show goes on in the idle groove
                 self.stats.generation_failures += 1
                 self._log_once("generation", "unit %d could not be generated (%s: %s); grooving idle", index, type(exc).__name__, exc)
@@ -316,7 +354,10 @@ class Engine:
                 self._failed_index = None
                 self.composer_state = state
                 if index > self.timeline.last_index:
-                    self.timeline.append(index, np.asarray(feats, dtype=np.float32))
+                    self.timeline.append(index, np.asarray(feats, dtype=np.float32), span(level), self.clock.position)
+                    self._state_after[index] = state
+                    for old in [k for k in self._state_after if k < index - 3]:
+                        del self._state_after[old]
             self.stats.units += 1
             made += 1
 
@@ -372,7 +413,7 @@ class Engine:
                     # A new seed takes over from the next unit: no cut mid-move.
                     self.seed = c.seed
                     self.composer_state = self.model.new_state(self.dancers, self.seed)
-                    self.timeline.clear_after(int(self.clock.position // UNIT_BEATS))
+                    self.timeline.clear_after(self.clock.position)
             self._seed_count = c.seed_count
         return c.frozen
 
@@ -466,9 +507,9 @@ class Engine:
             if dancing and self.enter_at is None:
                 # Re-enter on the beat: the next unit starts on the next predicted beat.
                 if phase is not None:
-                    self.clock.jump_to_phase(phase, multiple=UNIT_BEATS)
-                    self.timeline.clear_after(int(self.clock.position // UNIT_BEATS))
-                self.enter_at = math.ceil(self.clock.position / UNIT_BEATS) * UNIT_BEATS
+                    self.clock.jump_to_phase(phase)
+                    self.timeline.restart_at(math.ceil(self.clock.position))
+                self.enter_at = float(math.ceil(self.clock.position))
             elif not dancing:
                 self.enter_at = None
             step = 0.0 if frozen else self.clock.advance(dt, tempo, phase)
@@ -482,6 +523,10 @@ class Engine:
                 self.weight = min(1.0, max(0.0, self.weight + math.copysign(rate, target - self.weight)))
             self._walk(dt)
             dance = self.timeline.sample(self.clock.position)
+            playing = self.timeline.playing(self.clock.position)
+            if playing is not None:
+                self.level = playing.level
+            unit_span = span(self.level)
         beat_phase = self.clock.position % 1.0
         if dance is not None:
             self.last_feats = dance
@@ -497,7 +542,7 @@ class Engine:
             feats = dance.copy()
         if frozen:
             feats[:, 1:4] = 0.0
-        rotations, trans = self._pose(feats, step * FRAMES_PER_BEAT)
+        rotations, trans = self._pose(feats, step * UNIT_FRAMES / unit_span)
         frame = Frame.from_pose(
             self.frame_index,
             music_time,
@@ -508,6 +553,7 @@ class Engine:
             beat_phase=float(phase if phase is not None else beat_phase),
             confidence=float(m.confidence),
             energy=float(m.energy),
+            level=self.level,
             beats=beats,
             sync=sync,
         )

@@ -13,6 +13,8 @@ Addresses (numbers may be int or float; T/F count as 1/0):
     /livedance/control/tap          -  tap tempo (the server timestamps the tap)
     /livedance/control/dancers      i  number of dancers, 1..16
     /livedance/control/latency      f  output latency to compensate, ms, 0..2000
+    /livedance/control/level        [i|s]  metrical level: -1 / "half", 0 / "normal", 1 / "double";
+                                       "auto" or no argument = chosen by tempo
 
 With ``osc.secret`` set, every address must be prefixed by ``/<secret>``
 (``/s3cret/livedance/control/energy``), which CHOP-based senders can express
@@ -71,6 +73,7 @@ ADDRESSES: dict[str, str] = {
     "tap": "tap",
     "dancers": "dancers",
     "latency": "latency_ms",
+    "level": "level",
 }
 
 
@@ -101,9 +104,14 @@ def _numbers(args: Sequence[object], address: str) -> list[float]:
     return out
 
 
-def control_value(verb: str, args: Sequence[object], address: str) -> float | int | None:
+def control_value(verb: str, args: Sequence[object], address: str) -> float | int | str | None:
     """The value :meth:`Controls.apply` gets for an OSC message, by OSC conventions
-    (numbers only, so "automatic" is spelled -1 or 0)."""
+    (numbers only, so "automatic" is spelled -1 or 0; the level also takes its name)."""
+    if verb == "level":
+        if not args:
+            return None
+        if len(args) == 1 and isinstance(args[0], str):
+            return args[0]
     numbers = _numbers(args, address)
     if verb in ("tap", "resume"):
         return 0 if verb == "resume" else None

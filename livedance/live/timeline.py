@@ -1,9 +1,14 @@
 """A timeline of dance units laid on the dancer's beat clock.
 
-Unit ``j`` covers dance beats ``[2j, 2j + 2)``; its 32 canonical frames are
-spread evenly over them, so the tempo lives entirely in how fast the beat
-clock runs (see :mod:`livedance.live.phase`) and every unit's kinematic beats
-(its frames 0 and 16) land on integer beat positions.
+Positions are music beats (the beat clock of :mod:`livedance.live.phase`;
+integers are the beats the dance hits). Each unit is queued with its
+*span*: how many music beats its two dance beats cover, which is the
+metrical level it is danced at (:mod:`livedance.live.level`): 2 normally,
+4 in half-time, 1 in double-time. Its 32 canonical frames are spread evenly
+over the span, so the tempo lives entirely in how fast the beat clock runs
+and every unit's kinematic beats (its frames 0 and 16) land on music beats
+(every beat, every other beat in half-time, every half beat in
+double-time). A unit starts where the one before it ends.
 
 Seams: a new unit is joined to the previous one by a Hermite offset that
 matches the previous unit's end value *and* velocity and decays to zero over
@@ -15,6 +20,7 @@ All arrays carry a leading dancer axis B.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -35,8 +41,27 @@ def hermite_offset(dx: np.ndarray, dv: np.ndarray, length: int) -> np.ndarray:
 
 
 @dataclass
+class Unit:
+    """A queued unit: its number, first music beat, span in music beats and features (B, 32, D)."""
+
+    index: int
+    start: float
+    span: float
+    feats: np.ndarray
+
+    @property
+    def end(self) -> float:
+        return self.start + self.span
+
+    @property
+    def level(self) -> int:
+        """Its metrical level: 0 on UNIT_BEATS music beats, -1 on twice as many, 1 on half."""
+        return int(round(math.log2(UNIT_BEATS / self.span)))
+
+
+@dataclass
 class UnitTimeline:
-    """A queue of units (B, 32, D) indexed by unit number.
+    """A queue of units (B, 32, D), each laid on ``span`` music beats from its start.
 
     The generator appends units ahead of time; the frame clock samples
     features at beat positions. Units before the playing one are dropped.
@@ -45,7 +70,9 @@ class UnitTimeline:
     seam_frames: int = 8
 
     def __post_init__(self) -> None:
-        self._units: deque[tuple[int, np.ndarray]] = deque()
+        self._units: deque[Unit] = deque()
+        self._end = 0.0  # where the next unit starts (the last queued one's end)
+        self._next = 0  # number of the next unit
 
     def __len__(self) -> int:
         return len(self._units)
@@ -53,47 +80,78 @@ class UnitTimeline:
     @property
     def last_index(self) -> int:
         """Number of the last queued unit (-1 if empty)."""
-        return self._units[-1][0] if self._units else -1
+        return self._units[-1].index if self._units else -1
+
+    @property
+    def end(self) -> float:
+        """Music beat where the next unit will start."""
+        return self._end
 
     def needs(self, position: float, lookahead_units: int = 1) -> int | None:
-        """The unit number to generate next, if the queue does not yet reach
-        ``lookahead_units`` past the one playing at ``position``; else None."""
-        playing = int(position // UNIT_BEATS)
-        want = playing + lookahead_units
-        if self.last_index >= want:
+        """The unit number to generate next, if fewer than ``lookahead_units``
+        queued units start after ``position``; else None."""
+        if sum(u.start > position for u in self._units) >= lookahead_units:
             return None
-        return max(self.last_index + 1, playing)
+        return self._next
 
-    def append(self, index: int, feats: np.ndarray) -> None:
-        """Queue ``feats`` (B, 32, D) as unit ``index``, smoothing the seam with the
-        unit before it when that is ``index - 1``."""
+    def restart_at(self, start: float) -> None:
+        """Drop every queued unit; the next one starts at music beat ``start`` (re-entry)."""
+        self._units.clear()
+        self._end = float(start)
+
+    def append(self, index: int, feats: np.ndarray, span: float = UNIT_BEATS, position: float | None = None) -> None:
+        """Queue ``feats`` (B, 32, D) as unit ``index`` over ``span`` music beats,
+        smoothing the seam with the unit before it when that is ``index - 1``.
+
+        It starts where the queue ends; if the clock at ``position`` has already
+        passed that, on the latest music beat a whole number of spans later
+        (the unit then plays from its middle, as a late unit must).
+        """
         feats = np.array(feats, dtype=np.float32, copy=True)
-        if self._units and self._units[-1][0] == index - 1:
-            prev = self._units[-1][1]
+        start = self._end
+        if position is not None and position >= start + span:
+            start += span * math.floor((position - start) / span)
+        if self._units and self._units[-1].index == index - 1 and self._units[-1].end == start:
+            prev = self._units[-1].feats
             vel_prev = prev[:, -1] - prev[:, -2]
             expected = prev[:, -1] + vel_prev
             dx = expected - feats[:, 0]
             dv = vel_prev - (feats[:, 1] - feats[:, 0])
             n = min(self.seam_frames, feats.shape[1])
             feats[:, :n] += hermite_offset(dx, dv, n)
-        elif self._units and self._units[-1][0] >= index:
-            raise ValueError(f"unit {index} appended after unit {self._units[-1][0]}")
-        self._units.append((index, feats))
+        elif self._units and self._units[-1].index >= index:
+            raise ValueError(f"unit {index} appended after unit {self._units[-1].index}")
+        self._units.append(Unit(index, start, float(span), feats))
+        self._end = start + float(span)
+        self._next = index + 1
+
+    def clear_after(self, position: float) -> None:
+        """Drop queued units that start after music beat ``position`` (the one
+        playing there stays), e.g. so a new seed takes over from the next unit."""
+        while self._units and self._units[-1].start > position:
+            self._units.pop()
+        if self._units:
+            self._end = self._units[-1].end
+            self._next = self._units[-1].index + 1  # the next unit joins this one's seam
+        else:
+            self._end = min(self._end, math.floor(position))
 
     def take_rows(self, rows: np.ndarray) -> None:
         """Keep dancer ``rows`` of every queued unit (repeats copy a dancer): the
         number of dancers changes without re-planning what is queued."""
-        self._units = deque((i, f[rows]) for i, f in self._units)
+        for unit in self._units:
+            unit.feats = unit.feats[rows]
 
-    def clear_after(self, index: int) -> None:
-        """Drop queued units after unit ``index`` (e.g. to re-plan on re-entry)."""
-        while self._units and self._units[-1][0] > index:
-            self._units.pop()
+    def queued_after(self, position: float) -> list[Unit]:
+        """Queued units that start after music beat ``position``."""
+        return [u for u in self._units if u.start > position]
 
-    def _unit(self, index: int) -> np.ndarray | None:
-        for i, f in self._units:
-            if i == index:
-                return f
+    def playing(self, position: float) -> Unit | None:
+        """The queued unit covering music beat ``position``, dropping the ones before it."""
+        while self._units and self._units[0].end <= position:
+            self._units.popleft()
+        if self._units and self._units[0].start <= position:
+            return self._units[0]
         return None
 
     def sample(self, position: float) -> np.ndarray | None:
@@ -101,18 +159,16 @@ class UnitTimeline:
         canonical frames (across the seam into the next unit when queued).
         Returns None if the playing unit is not in the queue (the caller
         holds the previous pose)."""
-        index = int(position // UNIT_BEATS)
-        while self._units and self._units[0][0] < index:
-            self._units.popleft()
-        cur = self._unit(index)
-        if cur is None:
+        unit = self.playing(position)
+        if unit is None:
             return None
-        c = (position - index * UNIT_BEATS) * FRAMES_PER_BEAT
+        cur = unit.feats
+        c = (position - unit.start) * UNIT_FRAMES / unit.span
         k = min(int(c), UNIT_FRAMES - 1)
         frac = np.float32(c - k)
         if k + 1 < UNIT_FRAMES:
             nxt = cur[:, k + 1]
         else:
-            following = self._unit(index + 1)
-            nxt = following[:, 0] if following is not None else cur[:, k]
+            following = self._units[1] if len(self._units) > 1 else None
+            nxt = following.feats[:, 0] if following is not None and following.start == unit.end else cur[:, k]
         return cur[:, k] + frac * (nxt - cur[:, k])

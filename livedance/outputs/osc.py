@@ -9,6 +9,7 @@ The scheme (docs/osc.md is the user-facing copy):
     /livedance/phase          f [0, 1)                 position within the beat
     /livedance/confidence     f [0, 1]                 beat-tracker confidence
     /livedance/energy         f [0, 1]
+    /livedance/level          i -1, 0, 1               metrical level danced: half-time, normal, double-time
     /livedance/d{k}/root/pos  f x, f y, f z            dancer k's pelvis (root) position
     /livedance/d{k}/{joint}/pos  f x, f y, f z         world position of an SMPL joint
     /livedance/d{k}/{joint}/rot  f qx, f qy, f qz, f qw  local rotation (relative to its parent)
@@ -61,6 +62,7 @@ def scheme_messages(dancers: int) -> list[MessageSpec]:
         MessageSpec(f"{PREFIX}/phase", (FLOAT,)),
         MessageSpec(f"{PREFIX}/confidence", (FLOAT,)),
         MessageSpec(f"{PREFIX}/energy", (FLOAT,)),
+        MessageSpec(f"{PREFIX}/level", (INT,)),
     ]
     for k in range(dancers):
         messages.append(MessageSpec(f"{PREFIX}/d{k}/root/pos", (FLOAT,) * 3))
@@ -125,7 +127,7 @@ class OscSender:
         joints[..., :3] = self.axes.positions(frame.joints)
         joints[..., 3:] = self.axes.quaternions_xyzw(frame.quaternions)
         head = np.array([frame.time, frame.tempo, frame.beat_phase, frame.confidence, frame.energy], np.float32)
-        return np.concatenate([head, body.reshape(-1)]), (frame.index, d)
+        return np.concatenate([head, body.reshape(-1)]), (frame.index, d, frame.level)
 
     def encode(self, frame: Frame) -> list[memoryview | bytes]:
         """All datagrams of ``frame``: beat events first, then the pose bundles.

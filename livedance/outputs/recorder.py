@@ -47,6 +47,7 @@ class Recorder:
         # Per-frame scalars in compact arrays (4-8 bytes a frame, not a Python object each).
         self._dancers = array("i")
         self._tempo = array("f")
+        self._level = array("b")
         self._beats = array("d")
         self._closed = False
 
@@ -55,6 +56,7 @@ class Recorder:
         self._scratch.write(np.ascontiguousarray(frame.trans, dtype=np.float64).data)
         self._dancers.append(frame.rotations.shape[0])
         self._tempo.append(frame.tempo)
+        self._level.append(frame.level)
         self._beats.extend(b.time for b in frame.beats)
 
     @property
@@ -79,7 +81,11 @@ class Recorder:
         from livedance.motion.io import save_motion
 
         counts = np.frombuffer(self._dancers, dtype=np.int32)
-        extra: dict[str, np.ndarray] = {"tempo": np.frombuffer(self._tempo, dtype=np.float32).copy()}
+        extra: dict[str, np.ndarray] = {
+            "tempo": np.frombuffer(self._tempo, dtype=np.float32).copy(),
+            # Metrical level danced per frame: -1 half-time, 0 normal, 1 double-time.
+            "level": np.frombuffer(self._level, dtype=np.int8).copy(),
+        }
         if np.all(counts == counts[0]):
             rows = flat.reshape(len(counts), counts[0] * _PER_DANCER)
             rotations = rows[:, : counts[0] * _ROT].reshape(len(counts), counts[0], NUM_JOINTS, 3, 3)

@@ -221,8 +221,15 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("UP/DOWN", "wilder / calmer (energy bias)"),
     Shortcut("+/-", "one dancer more / fewer"),
     Shortcut("S", "new random seed"),
+    Shortcut("L", "metrical level: auto, half-time, normal, double-time (cycles)"),
     Shortcut("ESC/Q", "quit (kiosk: Ctrl+Q only)"),
 )
+
+
+def next_level(level: int | None) -> int | None:
+    """The L key's cycle: auto -> half-time -> normal -> double-time -> auto."""
+    cycle: list[int | None] = [None, -1, 0, 1]
+    return cycle[(cycle.index(level) + 1) % len(cycle)]
 
 
 # ---------------------------------------------------------------------------
@@ -609,6 +616,8 @@ class Viewer:
             action = ("dancers", self._dancers)
         elif symbol == key.S:
             action = ("seed", random.randrange(2**31))
+        elif symbol == key.L and self.controls is not None:
+            action = ("level", next_level(self.controls.snapshot().level))
         if action is None:
             return
         if self.controls is None:
@@ -629,7 +638,7 @@ class _Hud:
             "", font_size=13, x=16, y=16, anchor_y="bottom", color=(235, 235, 245, 230), batch=self._batch
         )
         self._help = pyglet.text.Label(
-            "H hud  F full  drag/wheel camera  SPACE freeze  T tap  0-9 style  \u2191\u2193 energy  +- dancers",
+            "H hud  F full  drag/wheel camera  SPACE freeze  T tap  0-9 style  \u2191\u2193 energy  +- dancers  L level",
             font_size=9, x=16, y=40, anchor_y="bottom", color=(180, 180, 200, 160), batch=self._batch,
         )
         self._flash = pyglet.shapes.Rectangle(16, 62, 18, 18, color=(255, 190, 90), batch=self._batch)
