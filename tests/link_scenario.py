@@ -3,7 +3,7 @@ namespace that holds only loopback (tests/test_sync_link.py starts it with
 ``unshare --net``; Link discovery is multicast and must never touch the
 machine's real interfaces). Prints one JSON object of what was seen.
 
-    python tests/link_scenario.py follow --audio SILENCE.wav --seconds 12 [--leave 6 --rejoin 8]
+    python tests/link_scenario.py follow --audio SILENCE.wav --seconds 12 [--leave 6 --rejoin 8 --stop 10.5]
     python tests/link_scenario.py lead --audio SONG.wav --seconds 16
     python tests/link_scenario.py devices
 
@@ -89,7 +89,7 @@ def receive(sock: socket.socket, frames: dict, beats: list, links: list) -> None
                               "time": float(msg.params[2])})
             elif msg.address == "/livedance/link":
                 links.append({"wall": tag, "peers": int(msg.params[0]), "bpm": float(msg.params[1]),
-                              "beat": float(msg.params[2])})
+                              "beat": float(msg.params[2]), "playing": int(msg.params[4])})
 
 
 def run_follow(args: argparse.Namespace) -> dict:
@@ -102,7 +102,7 @@ def run_follow(args: argparse.Namespace) -> dict:
     links: list = []
     start = None  # leave/rejoin count from perform's first frame (its start-up takes seconds)
     events = []
-    left = rejoined = None
+    left = rejoined = stopped = None
     while proc.poll() is None:
         receive(sock, frames, beats, links)
         for b in beats[len(events):]:
@@ -114,6 +114,9 @@ def run_follow(args: argparse.Namespace) -> dict:
             events.append(dict(b, wall=wall, peer_beat=peer.beat_at(wall) if peer.link.enabled else None))
         if start is None and frames:
             start = time.monotonic()
+            # The DJ presses play once livedance is up (Link shares start/stop
+            # changes, not the state a peer finds when it joins).
+            peer.link.playing = True
         now = time.monotonic() - start if start is not None else -1.0
         if args.leave and left is None and now >= args.leave:
             peer.link.enabled = False
@@ -121,12 +124,15 @@ def run_follow(args: argparse.Namespace) -> dict:
         if args.rejoin and rejoined is None and now >= args.rejoin:
             peer.link.enabled = True
             rejoined = time.time()
+        if args.stop and stopped is None and now >= args.stop:
+            peer.link.playing = False  # the DJ presses stop
+            stopped = time.time()
     receive(sock, frames, beats, links)
     out, err = proc.communicate()
     ordered = sorted((tag, f) for tag, f in frames.items() if "joints" in f)
     return {
         "rc": proc.returncode, "stderr": err.decode()[-2000:], "stdout": out.decode()[-500:],
-        "events": events, "links": links[:: 6], "left": left, "rejoined": rejoined,
+        "events": events, "links": links[:: 6], "left": left, "rejoined": rejoined, "stopped": stopped,
         "joints": [[tag, f["joints"]] for tag, f in ordered],
     }
 
@@ -164,6 +170,7 @@ def main() -> None:
     p.add_argument("--bpm", type=float, default=128.0)
     p.add_argument("--leave", type=float, help="the peer leaves this many seconds after perform's first frame")
     p.add_argument("--rejoin", type=float, help="... and comes back at this time")
+    p.add_argument("--stop", type=float, help="the peer stops its transport at this time")
     args = p.parse_args()
     assert os.environ.get("LIVEDANCE_NETNS") == "1", "run me through tests/test_sync_link.py (private network namespace)"
     result = {"follow": run_follow, "lead": run_lead, "devices": run_devices}[args.scenario](args)

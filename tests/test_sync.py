@@ -301,6 +301,34 @@ def test_a_midi_port_that_is_not_there_is_a_one_line_error():
     assert "MIDI" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_the_settings_alone_turn_sync_on(monkeypatch):
+    """A kiosk has only its config file: [link] mode and [midi] clock_out act without flags."""
+    import argparse
+
+    from livedance.errors import UserError
+    from livedance.live.syncing import SyncHub
+
+    none = argparse.Namespace()
+    assert SyncHub.from_args(none, Settings()) is None  # default: off, nothing opened
+    s = Settings()
+    s.link.mode = "lead"
+    monkeypatch.setitem(sys.modules, "aalink", None)
+    with pytest.raises(UserError, match="livedance\\[link\\]"):
+        SyncHub.from_args(none, s)
+    s = Settings()
+    s.midi.clock_out = "no-such-port-xyz"
+    with pytest.raises(UserError, match="no-such-port-xyz|MIDI"):
+        SyncHub.from_args(none, s)
+    s = Settings()
+    s.link.mode, s.link.quantum = "follow", 0.0
+    with pytest.raises(UserError, match="link.quantum"):
+        SyncHub.from_args(none, s)
+    s = Settings()
+    s.link.mode = "sideways"
+    with pytest.raises(UserError, match="follow, lead"):
+        SyncHub.from_args(none, s)
+
+
 def test_sync_never_imports_live_or_model():
     import ast
     from pathlib import Path
@@ -320,3 +348,24 @@ def test_label_shows_the_link_state():
     s = SyncState("link", "follow", 128.0, 6.5, 4.0, 2, True)
     assert s.label() == "LINK follow 2 peers 128.0 BPM 3.50/4"
     assert math.isclose(s.phase, 2.5)
+
+
+def test_osc_carries_the_link_state():
+    from pythonosc.osc_bundle import OscBundle
+
+    from livedance.frames import Frame
+    from livedance.outputs.osc import OscSender
+
+    rot = np.broadcast_to(np.eye(3), (1, 24, 3, 3)).copy()
+    sync = SyncState("link", "lead", 130.0, 9.25, 4.0, 3, False)
+    frame = Frame.from_pose(0, 1.0, 1.0, rot, np.zeros((1, 3)), sync=sync)
+    plain = Frame.from_pose(0, 1.0, 1.0, rot, np.zeros((1, 3)))
+    sender = OscSender("127.0.0.1", 9)
+    try:
+        def link(f: Frame) -> list:
+            return [m.params for d in sender.encode(f) for m in OscBundle(bytes(d)) if m.address == "/livedance/link"]
+
+        assert link(frame) == [[3, 130.0, 9.25, 1.25, 0]]  # peers, bpm, beat, bar phase, playing
+        assert link(plain) == []
+    finally:
+        sender.close()

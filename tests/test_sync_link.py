@@ -54,12 +54,13 @@ def in_netns(*args: str, timeout: float = 120.0) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_follow_a_128_bpm_peer_on_silence_and_survive_it_leaving(tmp_path):
+def test_follow_a_128_bpm_peer_on_silence_through_it_leaving_rejoining_and_stopping(tmp_path):
     import soundfile as sf
 
     silence = tmp_path / "silence.wav"
     sf.write(silence, np.zeros(22050 * 40, np.float32), 22050)
-    r = in_netns("follow", "--audio", str(silence), "--seconds", "12", "--bpm", "128", "--leave", "6", "--rejoin", "8")
+    r = in_netns("follow", "--audio", str(silence), "--seconds", "12", "--bpm", "128", "--leave", "6", "--rejoin", "8",
+                "--stop", "10.5")
     assert r["rc"] == 0, r["stderr"]
     events = [e for e in r["events"] if e["peer_beat"] is not None and e["wall"] < r["left"]]
     assert len(events) >= 10, f"only {len(events)} beat events before the peer left: {r['stderr']}"
@@ -74,6 +75,9 @@ def test_follow_a_128_bpm_peer_on_silence_and_survive_it_leaving(tmp_path):
     # The peer left and came back; perform saw it, and the dance did not jump.
     peers = [link["peers"] for link in r["links"]]
     assert 1 in peers and 0 in peers[peers.index(1):], peers
+    # The DJ stopped the transport: perform shows it (and stops the dance, tests/test_sync.py).
+    playing = [(link["wall"], link["playing"]) for link in r["links"]]
+    assert all(p == 1 for w, p in playing if w < r["stopped"] - 0.2) and playing[-1][1] == 0, playing
     tags = np.array([j[0] for j in r["joints"]])
     joints = np.array([j[1] for j in r["joints"]]).reshape(len(tags), -1, 3)
     speed = np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(axis=1) / np.maximum(np.diff(tags), 1e-3)

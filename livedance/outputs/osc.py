@@ -14,7 +14,7 @@ The scheme (docs/osc.md is the user-facing copy):
     /livedance/d{k}/{joint}/pos  f x, f y, f z         world position of an SMPL joint
     /livedance/d{k}/{joint}/rot  f qx, f qy, f qz, f qw  local rotation (relative to its parent)
     /livedance/beat           i index, f bpm, f time   once per music beat, in its own bundle
-    /livedance/link           i peers, f bpm, f beat, f phase   Ableton Link session (perform --link), each frame
+    /livedance/link           i peers, f bpm, f beat, f phase, i playing   Ableton Link session (perform --link), each frame
 
 Arguments are numbers only and addresses read as channel names, because
 TouchDesigner's OSC In CHOP accepts nothing else. Each frame is split into
@@ -140,7 +140,7 @@ class OscSender:
             datagrams.append(encode_bundle(timetag, beats))
         sync = frame.sync
         if sync is not None and sync.source == "link":
-            link = (sync.peers, float(sync.tempo), float(sync.beat), float(sync.phase))
+            link = (sync.peers, float(sync.tempo), float(sync.beat), float(sync.phase), int(sync.playing))
             datagrams.append(encode_bundle(timetag, [encode_message(f"{PREFIX}/link", link)]))
         datagrams.extend(self._template(frame.dancers).pack(floats, ints, timetag))
         return datagrams
