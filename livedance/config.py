@@ -71,7 +71,7 @@ class BeatSettings:
     tempo_margin: float = 0.15  # while locked, a new tempo must score this much (relative) above the current one
     switch_hops: int = 16  # hops a different tempo must persist before a jump (x3 for octaves)
     switch_loss: float = 0.6  # ...unless the held tempo scores below this share of its recent best: then at once
-    beat_delay: float = 0.016  # seconds added to beat times (calibration: the DP lands slightly before the attacks)
+    beat_delay: float = 0.011  # seconds added to beat times (calibration: the DP lands slightly before the attacks)
     tightness: float = 250.0  # how strictly beats keep the period (Ellis' DP)
     level_seconds: float = 4.0  # time constant of the onset level used to normalise
     silence_level: float = 0.02  # onset level (dB flux) below which the input counts as silent
