@@ -701,9 +701,15 @@ class BeatTracker:
         if run >= 3:
             y = [bt + self._peak_offset(bt, onsets) for bt in beats[-run:]]
             if beats[-1] == t:
-                # A beat on this very hop: its peak's sub-hop offset needs the
-                # next value; until then, take the others' mean offset.
+                # A beat on this very hop: its peak's sub-hop position needs the
+                # next value. Until then (one hop) the period holds and the
+                # phase moves towards it, at the others' mean sub-hop offset.
                 y[-1] = t + (sum(y[:-1]) - sum(beats[-run:-1])) / (run - 1)
+                bp = self._beat_period
+                g = self._anchor + round((y[-1] - self._anchor) / bp) * bp
+                if self._anchor >= 0.0 and abs(y[-1] - g) < 0.25 * bp:
+                    self._anchor = g + (1.0 - _ANCHOR_LINE) * (y[-1] - g)
+                    return
             # The longest trailing run that lies on a straight line (a long fit
             # reads the period to a fraction of a hop; a tempo change bends the
             # line, and the fit then keeps only the beats since); if none does
