@@ -99,7 +99,7 @@ def link_lead(seconds: float) -> dict[str, Any]:
     leader = LinkLeader(LinkSession(s.beats.preferred_bpm, 4.0))
     line = BeatLine()
     count = 0
-    next_beat, tempo, confidence = math.inf, s.beats.preferred_bpm, 0.0
+    tempo, confidence = s.beats.preferred_bpm, 0.0
     tempo_err, phase_err, reached = [], [], None
     t0 = time.monotonic()
     pos, dt = 0, 1.0 / 60.0
@@ -114,7 +114,6 @@ def link_lead(seconds: float) -> dict[str, Any]:
                 if st.beat:
                     line.add(count, float(st.beat_time), float(st.tempo))
                     count += 1
-                next_beat = st.next_beats[0] if st.next_beats else math.inf
                 tempo, confidence = st.tempo, st.confidence
         fit = line.at(t)
         beat, lead_tempo = fit if fit is not None else (math.nan, tempo)

@@ -108,6 +108,7 @@ class BeatLine:
         self.window, self.min_beats = window, min_beats
         self._index: deque[int] = deque(maxlen=window)
         self._time: deque[float] = deque(maxlen=window)
+        self._fit: tuple[float, float, float] | None = None  # (time, beat, beats per second), per new beat
 
     def add(self, index: int, t: float, tempo: float) -> None:
         """A beat the tracker reported: its running ``index`` and time ``t``
@@ -118,18 +119,22 @@ class BeatLine:
                 self.clear()
         self._index.append(index)
         self._time.append(t)
+        self._fit = None
+        if len(self._time) >= self.min_beats:  # fitted once per beat, read every frame
+            k = np.fromiter(self._index, np.float64, len(self._index))
+            x = np.fromiter(self._time, np.float64, len(self._time))
+            slope, intercept = np.polyfit(x - x[-1], k - k[-1], 1)  # beats per second
+            if slope > 0:
+                self._fit = (x[-1], k[-1] + intercept, slope)
 
     def clear(self) -> None:
         self._index.clear()
         self._time.clear()
+        self._fit = None
 
     def at(self, t: float) -> tuple[float, float] | None:
         """(beat position, tempo in BPM) at time ``t``; None with too few beats."""
-        if len(self._time) < self.min_beats:
+        if self._fit is None:
             return None
-        k = np.fromiter(self._index, np.float64, len(self._index))
-        x = np.fromiter(self._time, np.float64, len(self._time))
-        slope, intercept = np.polyfit(x - x[-1], k - k[-1], 1)  # beats per second
-        if slope <= 0:
-            return None
-        return k[-1] + intercept + slope * (t - x[-1]), 60.0 * slope
+        t0, beat0, rate = self._fit
+        return beat0 + rate * (t - t0), 60.0 * rate
