@@ -341,3 +341,44 @@ def test_each_unit_gets_the_weakest_accent_that_hits_its_beats():
     torch.testing.assert_close(both[1:], accent_beats(feats[1:], float(strength[1])))
     speed = unit_speed(both[1:])[0]
     assert speed[15] < speed[11] and speed[15] < speed[19], "the accent makes the mid beat a speed minimum"
+
+
+def test_units_that_would_leave_the_envelope_are_drawn_again():
+    """With the shipped checkpoint: a unit over the envelope's bounds at its
+    playback duration is drawn again (never a clamped frame), the same seed
+    draws the same units, and within the bounds nothing changes."""
+    from dataclasses import replace as dc_replace
+
+    from livedance.model.realism import UnitLimits, unit_measures
+
+    model = ckpt.load_checkpoint()
+    assert model.envelope is not None, "the shipped checkpoint carries its realism envelope"
+    ctx = model.descriptors.context_from_levels(130.0, 1.0, 0.5)
+    state = model.new_state(4, seed=3)
+    model.redraws = 0
+    plain, _ = model.next_unit(state, ctx, unit_seconds=0.92)  # two beats at 130 BPM: squeezed
+    slow, _ = model.next_unit(state, ctx, unit_seconds=20.0)  # so slow nothing is out of bounds
+    model.redraws = 3
+    before = model.redrawn
+    loose, _ = model.next_unit(state, ctx, unit_seconds=20.0)
+    assert model.redrawn == before
+    np.testing.assert_array_equal(loose, slow)
+    # Bounds so tight every first draw is out: each dancer ends with its least
+    # excessive of four draws, which is never worse than the first.
+    envelope = model.envelope
+    model.envelope = dc_replace(envelope, styles={
+        name: dc_replace(s, measures={**s.measures, "speed": dc_replace(s.measures["speed"], p50=0.05)})
+        for name, s in envelope.styles.items()
+    })
+    try:
+        tight, _ = model.next_unit(state, ctx, unit_seconds=0.92)
+        again, _ = model.next_unit(state, ctx, unit_seconds=0.92)
+        limits = model._limits(np.full(4, ANY_STYLE))
+    finally:
+        model.envelope = envelope
+    assert model.redrawn > before
+    np.testing.assert_array_equal(tight, again)  # same state, same draws
+    first = limits.excess(unit_measures(torch.from_numpy(plain), 0.92))
+    chosen = limits.excess(unit_measures(torch.from_numpy(tight), 0.92))
+    assert (chosen <= first + 1e-9).all() and (chosen < first).any()
+    assert isinstance(limits, UnitLimits)
