@@ -155,10 +155,14 @@ def test_the_unit_step_makes_no_host_tensors_and_copies_to_the_host_once(model: 
     """On CUDA a factory without ``device=`` is a CPU tensor mixed with GPU ones (an error
     or a hidden copy); none may run in a unit step, except where the host's music
     context enters it. The features cross to the host once, at the end."""
+    import inspect
+
+    # With the unit's playing time too, where next_unit takes it (the engine passes it).
+    timed = {"unit_seconds": 1.0} if "unit_seconds" in inspect.signature(model.next_unit).parameters else {}
     state = model.new_state(3, seed=4)
     with _FactoryAudit() as audit:
-        for _ in range(2):
-            feats, state = model.next_unit(state, CTX)
+        for kwargs in ({}, timed):
+            feats, state = model.next_unit(state, CTX, **kwargs)
     inside = [h for h in audit.hostless if not h.startswith("context.py")]
     assert inside == [], inside
     assert audit.host_copies == 2 and audit.to_numpy == 2  # one per unit
