@@ -33,6 +33,8 @@ from livedance.music.synth import drum_track
 SR = 22050
 FPS = 60.0
 CTX = MusicContext(tempo_bpm=124.0, energy=0.6, busyness=0.5)
+#: The refusals below are what a machine without a GPU answers; with one they do not apply.
+no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +51,12 @@ def music() -> np.ndarray:
 # ------------------------------------------------------------------ selection
 
 
-def test_auto_and_cpu_pick_the_cpu_without_a_gpu() -> None:
-    assert not torch.cuda.is_available()  # this test machine; gpu_check.sh covers the other case
-    assert resolve_compute("auto") == CPU
+def test_auto_picks_a_gpu_when_torch_sees_one_and_cpu_is_the_cpu() -> None:
+    assert resolve_compute("auto") == (torch.device("cuda", 0) if torch.cuda.is_available() else CPU)
     assert resolve_compute(" CPU ") == CPU
 
 
+@no_gpu
 @pytest.mark.parametrize("name", ["cuda", "cuda:1", "CUDA:0"])
 def test_asking_for_cuda_without_one_names_the_fix(name: str) -> None:
     from livedance.errors import UserError
@@ -72,6 +74,7 @@ def test_an_unknown_device_is_refused() -> None:
         resolve_compute("gpu0")
 
 
+@no_gpu
 @pytest.mark.parametrize(
     "argv",
     [
@@ -246,6 +249,7 @@ def _dance(audio: np.ndarray, flaky: dict[str, Any] | None = None) -> tuple[np.n
     settings = Settings()
     settings.engine.dancers = 2
     settings.engine.seed = 9
+    settings.engine.compute = "cpu"  # the GPU is played by FlakyGPU
     engine = build_engine(settings)  # its first unit is made here, on the real model
     if flaky is not None:
         engine.model.__class__ = FlakyGPU
@@ -317,13 +321,14 @@ def test_the_engine_bench_reports_unit_latency_per_device_and_crowd() -> None:
 
     threads = torch.get_num_threads()
     report = unit_latency(Settings(), units=2, warm=1)
-    assert list(report) == ["cpu"] and report["cpu"]["device"] == "cpu" and report["cpu"]["torch_threads"] == 1
+    assert list(report) == ["cpu"] + (["cuda:0"] if torch.cuda.is_available() else []) and report["cpu"]["device"] == "cpu" and report["cpu"]["torch_threads"] == 1
     for n in DANCERS:
         row = report["cpu"][f"dancers_{n}"]
         assert row["units"] == 2 and 0 < row["unit_ms_mean"] <= row["unit_ms_p99"]
     assert torch.get_num_threads() == threads  # the benchmark's one-thread setting does not leak
 
 
+@no_gpu
 def test_gpu_check_stops_clearly_without_a_gpu(tmp_path: Path) -> None:
     """scripts/gpu_check.sh needs an NVIDIA GPU and torch's CUDA build; here it has
     neither, and says so in one line with exit 2 before doing anything."""

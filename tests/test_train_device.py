@@ -34,11 +34,16 @@ def restore_flags() -> Iterator[None]:
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = before[4]
 
 
+no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
+
+
+@no_gpu
 def test_cpu_and_auto_train_on_the_cpu_here() -> None:
     assert training_device("cpu", Dist()) == torch.device("cpu")
     assert training_device("auto", Dist(0, 2, 1)) == torch.device("cpu")
 
 
+@no_gpu
 @pytest.mark.parametrize("name", ["cuda", "cuda:1"])
 def test_cuda_without_a_gpu_names_the_fix(name: str) -> None:
     with pytest.raises(UserError) as err:
@@ -46,6 +51,7 @@ def test_cuda_without_a_gpu_names_the_fix(name: str) -> None:
     assert "--device cpu" in str(err.value) and "CUDA build of torch" in str(err.value)
 
 
+@no_gpu
 def test_an_unknown_training_device_is_refused(capsys: Any, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="unknown device"):
         training_device("gpu", Dist())
