@@ -183,7 +183,7 @@ def test_demo_clip_locks_to_the_reference_beats_without_flips():
     file's header says how). The song is a boom-chick: bass on the beat,
     chords between; the tracker used to lock onto the chords, half a beat
     off, as did this file's earlier librosa reference. Measured: F 1.0,
-    tempo 87.5-90.4 BPM, median 88.5.
+    tempo 88.0-89.0 BPM (85.8-91.3 before the beats set the period).
     """
     from pathlib import Path
 
@@ -201,8 +201,7 @@ def test_demo_clip_locks_to_the_reference_beats_without_flips():
     est = events[(events >= start - WINDOW / 2) & (events <= ref[-1] + WINDOW)]
     assert mir_eval.beat.f_measure(truth, est, WINDOW) >= 0.95
     tempo = np.array([s.tempo for s in states if s.time >= start])
-    assert np.all(np.abs(tempo / 88.5 - 1) < 0.04), f"tempo {tempo.min():.1f}-{tempo.max():.1f} BPM"
-    assert abs(np.median(tempo) / 88.5 - 1) < 0.005
+    assert np.all(np.abs(tempo / 88.5 - 1) < 0.015), f"tempo {tempo.min():.1f}-{tempo.max():.1f} BPM"
 
 
 def test_plain_float_shortcuts_match_numpy_to_the_bit():

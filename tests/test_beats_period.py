@@ -1,0 +1,166 @@
+"""The beat tracker's period and phase: read below the tempo grid, corrected by
+the tracked beats themselves, held through fills, and on real music against
+the shared reference beats."""
+
+from __future__ import annotations
+
+import mir_eval
+import numpy as np
+import pytest
+
+from livedance.config import BeatSettings, FeatureSettings
+from livedance.music.beats import BeatState, BeatTracker
+from livedance.music.features import FeatureExtractor
+from livedance.music.synth import drum_track
+from tests.conftest import shared_data
+
+SR, HOP = 22050, 512
+
+
+def analyse(y: np.ndarray, sr: int = SR) -> tuple[list[BeatState], np.ndarray]:
+    fx = FeatureExtractor(FeatureSettings(), sr, HOP)
+    block = fx(y)
+    tracker = BeatTracker(BeatSettings(), fx.frame_rate, fx.onset_latency)
+    states = tracker.process(block.onset, block.bass_onset)
+    return states, np.array([s.beat_time for s in states if s.beat])
+
+
+def clicks(bpm: float, seconds: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A click track: 20 ms noise bursts exactly on the beat."""
+    rng = np.random.default_rng(seed)
+    y = np.zeros(int(seconds * SR))
+    n = int(0.02 * SR)
+    burst = np.exp(-np.arange(n) / (0.003 * SR))
+    beats = np.arange(0.0, seconds - 0.05, 60.0 / bpm)
+    for t in beats:
+        i = int(round(t * SR))
+        y[i : i + n] += 0.5 * rng.standard_normal(n) * burst
+    return y.astype(np.float32), beats
+
+
+def nearest_error(est: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    return np.array([e - truth[np.argmin(np.abs(truth - e))] for e in est])
+
+
+@pytest.mark.parametrize("bpm", [131.8, 93.7, 152.3])
+def test_a_tempo_between_the_grid_steps_is_read_to_half_a_percent(bpm: float):
+    """The tempo is estimated on a 1 % grid; the beats' own spacing refines it.
+    After 8 s every hop's tempo is within 0.5 % (measured at most 0.16, 0.11,
+    0.34 %; on drum kits it was up to 1.6 % before the beats set the period
+    at sub-hop precision) and every beat within 20 ms of the click (measured
+    at most 8 ms)."""
+    y, truth = clicks(bpm, 20.0)
+    states, events = analyse(y)
+    tempo = np.array([s.tempo for s in states if s.time >= 8.0])
+    assert np.max(np.abs(tempo / bpm - 1.0)) < 0.005
+    late = events[events >= 8.0]
+    assert late.size >= 0.9 * np.sum(truth >= 8.0)
+    assert np.max(np.abs(nearest_error(late, truth))) < 0.02
+
+
+@pytest.mark.parametrize("before,after", [(120.0, 123.6), (130.0, 126.1), (140.0, 135.8)])
+def test_a_three_percent_tempo_step_is_followed_within_four_beats(before: float, after: float):
+    """A tempo that moves by 3 % (a DJ's pitch fader, a live band) is followed
+    by the beats, not drifted through: every beat after the step within 35 ms
+    (measured at most 25), the tempo within 1.2 % from the 4th beat on
+    (measured at most 0.94 %) and within 0.6 % from the 8th (measured 0.47 %)."""
+    step = 12.0
+    y, truth = drum_track(before, 24.0, sr=SR, seed=1, pattern="rock", tempo=[(step, after)])
+    states, events = analyse(y)
+    new = truth[truth >= step - 1e-6]
+    err = nearest_error(events[events >= step - 0.035], new)
+    assert err.size >= len(new) - 2 and np.max(np.abs(err)) < 0.035
+    times = np.array([s.time for s in states])
+    tempo = np.array([s.tempo for s in states])
+    assert np.max(np.abs(tempo[times >= new[4] + 0.05] / after - 1.0)) < 0.012
+    assert np.max(np.abs(tempo[times >= new[8] + 0.05] / after - 1.0)) < 0.006
+
+
+def spliced(bpm: float, parts: list[tuple[str, int]], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Bars of different drum patterns on one beat grid: ``parts`` = [(pattern, bars)]."""
+    bar = 4 * 60.0 / bpm
+    total = sum(bars for _, bars in parts) * bar
+    rendered = {p: drum_track(bpm, total + 1.0, sr=SR, seed=seed, pattern=p)[0] for p, _ in parts}
+    y = np.zeros(int(round(total * SR)), np.float32)
+    t0 = 0.0
+    for pattern, bars in parts:
+        a, b = int(round(t0 * SR)), int(round((t0 + bars * bar) * SR))
+        y[a:b] = rendered[pattern][a:b]
+        t0 += bars * bar
+    return y, np.arange(0.0, total - 1e-6, 60.0 / bpm)
+
+
+@pytest.mark.parametrize("bpm", [100.0, 120.0, 128.0])
+def test_syncopated_bars_and_breakbeats_keep_the_phase_and_tempo(bpm: float):
+    """Bars of funk (kicks on the 'and's) and breakbeat inside a rock groove:
+    the beats stay on the grid (measured: F 1.0, every beat within 19 ms) and
+    the tempo steady (measured within 0.55 %; the period fit over fewer beats
+    let a funk bar at 128 BPM pull it 3 % off)."""
+    y, truth = spliced(bpm, [("rock", 6), ("funk", 2), ("break", 2), ("rock", 2), ("funk", 2), ("rock", 2)])
+    states, events = analyse(y)
+    start = 4.0
+    est = events[(events >= start - 0.035) & (events <= truth[-1] + 0.07)]  # (the audio ends on a beat)
+    assert mir_eval.beat.f_measure(truth[truth >= start], est, 0.07) >= 0.97
+    assert np.max(np.abs(nearest_error(est, truth))) < 0.04
+    tempo = np.array([s.tempo for s in states if s.time >= start])
+    assert np.max(np.abs(tempo / bpm - 1.0)) < 0.015
+
+
+@pytest.mark.parametrize(
+    "bpm,points", [(120.0, [(8.0, 126.0), (16.0, 114.0), (24.0, 120.0)]), (100.0, [(6.0, 104.0), (12.0, 97.0), (18.0, 103.0), (24.0, 100.0)])]
+)
+def test_a_drifting_tempo_is_followed(bpm: float, points: list[tuple[float, float]]):
+    """A tempo that drifts 5-10 % up and down (rubato, a live band): beats
+    within 60 ms throughout (measured at most 25 and 40 ms), F >= 0.95
+    (measured 0.99 and 1.0)."""
+    y, truth = drum_track(bpm, 24.0, sr=SR, seed=5, pattern="rock", tempo=points, ramp=True)
+    _, events = analyse(y)
+    est = events[events >= 4.0 - 0.035]
+    assert mir_eval.beat.f_measure(truth[truth >= 4.0], est, 0.07) >= 0.95
+    assert np.max(np.abs(nearest_error(est, truth))) < 0.06
+
+
+def _reference_track(name: str) -> tuple[np.ndarray, np.ndarray]:
+    import soundfile as sf
+
+    folder = shared_data("librosa-data-music")
+    ref = np.loadtxt(shared_data("librosa-data-music", "beats-reference", f"{name}.beats.txt"))
+    audio = next(iter(sorted(folder.glob(f"*/{name}.hq.ogg"))), None)
+    if audio is None:
+        pytest.skip(f"shared data not present: {name}.hq.ogg")
+    y, sr = sf.read(audio, dtype="float32", always_2d=True)
+    y = y.mean(axis=1)
+    if sr != SR:
+        import librosa
+
+        y = librosa.resample(y, orig_sr=sr, target_sr=SR)
+    return y, ref
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name,f_min",
+    [
+        # Drum & bass at 136 BPM: its fills score 3:2 and half time for a bar;
+        # it used to jump to 91 and sit at 68 BPM (F 0.68). Measured F 1.0.
+        ("admiralbob77_-_Choice_-_Drum-bass", 0.95),
+        # A 3/4 waltz at 150 BPM. Measured F 0.99.
+        ("147793__setuniman__sweet-waltz-0i-22mi", 0.95),
+    ],
+)
+def test_real_music_against_the_shared_reference_beats(name: str, f_min: float):
+    """Real recordings against the shared reference beats (madmom offline,
+    checked): F and CMLt after the first 5 s (mir_eval's convention); after
+    8 s the reported beat period's median within 0.5 % of the reference's
+    (measured 0.24 % and 0.01 %), every hop at the reference's metrical level
+    (no octave or 3:2 flips: within 4 %; measured at most 2.6 and 0.4 %)."""
+    y, ref = _reference_track(name)
+    states, events = analyse(y)
+    r, e = mir_eval.beat.trim_beats(ref), mir_eval.beat.trim_beats(events)
+    assert mir_eval.beat.f_measure(r, e, 0.07) >= f_min
+    assert mir_eval.beat.continuity(r, e)[1] >= 0.9  # CMLt
+    r8 = ref[ref >= 8.0]
+    period = float(np.median((r8[8:] - r8[:-8]) / 8.0))  # (8-beat spans: the reference is on a 10 ms grid)
+    tempo = np.array([s.tempo for s in states if s.time >= 8.0])
+    assert abs(np.median(60.0 / tempo) / period - 1.0) < 0.005
+    assert np.all(np.abs(60.0 / tempo / period - 1.0) < 0.04)
