@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("motion", help="motion file (.npz with poses, trans, fps[, beats])")
     v.add_argument("--loop", action="store_true", help="play it again and again (close the window to stop)")
     dev = _add_command(sub, "devices", "livedance.sync.devices:run", "list audio devices, MIDI ports and Ableton Link peers")
+    rc = _add_command(
+        sub, "recover", "livedance.outputs.scratch:run_recover", "write the recording a crash or power cut left as a scratch file"
+    )
+    rc.add_argument("scratch", help="the scratch file (.NAME.*.frames, beside where the recording was going)")
+    rc.add_argument("-o", "--output", required=True, metavar="OUT", help="motion file to write: .npz, .bvh or .pkl")
     dev.add_argument("--no-link", action="store_true", help="skip the 2 s look for Link peers (it joins the network's Link session)")
     from livedance.live import osc_control  # light: sockets and argparse only
 

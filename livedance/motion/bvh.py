@@ -257,19 +257,8 @@ _ROOT_CHANNELS = "Xposition Yposition Zposition Zrotation Yrotation Xrotation"
 _JOINT_CHANNELS = "Zrotation Yrotation Xrotation"
 
 
-def write_smpl_bvh(
-    path: str | Path, rotations: np.ndarray, trans: np.ndarray, fps: float, units_per_metre: float = 100.0
-) -> None:
-    """Write SMPL-skeleton motion as a BVH file.
-
-    Args:
-        path: output file.
-        rotations: (N, 24, 3, 3) local rotations.
-        trans: (N, 3) pelvis position, metres, y up.
-        fps: frame rate.
-        units_per_metre: file length unit; 100 = centimetres, what Blender
-            and most BVH tools expect.
-    """
+def _smpl_bvh_hierarchy(units_per_metre: float) -> tuple[list[str], list[int]]:
+    """The HIERARCHY lines of the SMPL skeleton and the SMPL index of each BVH joint, in file order."""
     children = {p: [j for j in range(sk.NUM_JOINTS) if sk.PARENTS[j] == p] for p in range(sk.NUM_JOINTS)}
     lines = ["HIERARCHY"]
 
@@ -294,12 +283,40 @@ def write_smpl_bvh(
     emit(0, 0)
     # BVH lists joints depth-first, which is not SMPL's index order.
     order = [sk.JOINT_NAMES.index(line.split()[-1]) for line in lines if line.strip().startswith(("ROOT", "JOINT"))]
+    return lines, order
+
+
+def smpl_bvh_header(frames: int, fps: float, units_per_metre: float = 100.0) -> str:
+    """Everything of an SMPL BVH file before its frame lines (see :func:`write_smpl_bvh`)."""
+    lines, _ = _smpl_bvh_hierarchy(units_per_metre)
+    return "\n".join(lines + ["MOTION", f"Frames: {frames}", f"Frame Time: {1.0 / fps:.8f}"]) + "\n"
+
+
+def smpl_bvh_rows(rotations: np.ndarray, trans: np.ndarray, units_per_metre: float = 100.0) -> str:
+    """The frame lines of (N, 24, 3, 3) rotations and (N, 3) roots, each ending in a newline
+    (written a chunk at a time, a recording of any length stays in bounded memory)."""
+    _, order = _smpl_bvh_hierarchy(units_per_metre)
     n = rotations.shape[0]
     euler = np.degrees(sk.matrix_to_euler(np.asarray(rotations, dtype=np.float64)[:, order], "zyx"))  # (N, 24, 3)
     values = np.concatenate([np.asarray(trans, dtype=np.float64) * units_per_metre, euler.reshape(n, -1)], axis=1)
-    lines += ["MOTION", f"Frames: {n}", f"Frame Time: {1.0 / fps:.8f}"]
-    body = "\n".join(" ".join(f"{v:.6f}" for v in row) for row in values)
-    Path(path).write_text("\n".join(lines) + "\n" + body + "\n")
+    return "".join(" ".join(f"{v:.6f}" for v in row) + "\n" for row in values)
+
+
+def write_smpl_bvh(
+    path: str | Path, rotations: np.ndarray, trans: np.ndarray, fps: float, units_per_metre: float = 100.0
+) -> None:
+    """Write SMPL-skeleton motion as a BVH file.
+
+    Args:
+        path: output file.
+        rotations: (N, 24, 3, 3) local rotations.
+        trans: (N, 3) pelvis position, metres, y up.
+        fps: frame rate.
+        units_per_metre: file length unit; 100 = centimetres, what Blender
+            and most BVH tools expect.
+    """
+    header = smpl_bvh_header(rotations.shape[0], fps, units_per_metre)
+    Path(path).write_text(header + smpl_bvh_rows(rotations, trans, units_per_metre))
 
 
 def smpl_from_bvh(motion: BvhMotion) -> tuple[np.ndarray, np.ndarray] | None:
