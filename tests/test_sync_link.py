@@ -59,8 +59,8 @@ def test_follow_a_128_bpm_peer_on_silence_through_it_leaving_rejoining_and_stopp
 
     silence = tmp_path / "silence.wav"
     sf.write(silence, np.zeros(22050 * 40, np.float32), 22050)
-    r = in_netns("follow", "--audio", str(silence), "--seconds", "12", "--bpm", "128", "--leave", "6", "--rejoin", "8",
-                "--stop", "10.5")
+    r = in_netns("follow", "--audio", str(silence), "--seconds", "12", "--bpm", "128", "--leave", "6", "--rejoin", "7",
+                "--stop", "9.5")
     assert r["rc"] == 0, r["stderr"]
     events = [e for e in r["events"] if e["peer_beat"] is not None and e["wall"] < r["left"]]
     assert len(events) >= 10, f"only {len(events)} beat events before the peer left: {r['stderr']}"
@@ -78,8 +78,9 @@ def test_follow_a_128_bpm_peer_on_silence_through_it_leaving_rejoining_and_stopp
     peers = [link["peers"] for link in r["links"]]
     assert 1 in peers and 0 in peers[peers.index(1):], peers
     # The DJ stopped the transport: perform shows it (and stops the dance, tests/test_sync.py).
-    playing = [(link["wall"], link["playing"]) for link in r["links"]]
-    assert all(p == 1 for w, p in playing if w < r["stopped"] - 0.2) and playing[-1][1] == 0, playing
+    playing = [(round(link["wall"] - r["stopped"], 2), link["playing"]) for link in r["links"]]
+    assert all(p == 1 for w, p in playing if w < -0.2), playing
+    assert [p for w, p in playing if w > 0.5] and all(p == 0 for w, p in playing if w > 0.5), playing
     tags = np.array([j[0] for j in r["joints"]])
     joints = np.array([j[1] for j in r["joints"]]).reshape(len(tags), -1, 3)
     speed = np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(axis=1) / np.maximum(np.diff(tags), 1e-3)
@@ -97,12 +98,12 @@ def test_lead_publishes_the_songs_tempo_and_beat(tmp_path):
     audio, beats = drum_track(130.0, 40.0, 22050, seed=5, pattern="four")
     song = tmp_path / "song130.wav"
     sf.write(song, audio, 22050)
-    r = in_netns("lead", "--audio", str(song), "--seconds", "16", "--bpm", "100")
+    r = in_netns("lead", "--audio", str(song), "--seconds", "13", "--bpm", "100")
     assert r["rc"] == 0, r["stderr"]
     samples = np.array(r["samples"])  # (wall, peer beat, peer tempo)
     offsets = np.array(r["offsets"])  # (wall, wall - music time) of perform's frames
     music = samples[:, 0] - np.interp(samples[:, 0], offsets[:, 0], offsets[:, 1])
-    playing = (music > 0.0) & (music < 14.0)
+    playing = (music > 0.0) & (music < 12.5)
     # Within 10 s of the music starting the peer (a VJ app at 100 BPM) reads 130 +/- 1 BPM ...
     locked = playing & (music > 10.0)
     assert np.abs(samples[locked, 2] - 130.0).max() < 1.0, samples[locked, 2]
