@@ -128,19 +128,22 @@ def test_digital_silence_and_garbage_give_no_beats():
 def test_state_contract_and_offline_equals_online():
     y, _ = drum_track(126, 12.0, sr=SR, seed=9, pattern="four")
     fx = FeatureExtractor(FeatureSettings(), SR, HOP)
-    onset = fx(y).onset
+    block = fx(y)
     settings = BeatSettings(lookahead_beats=6)
     tracker = BeatTracker(settings, fx.frame_rate, fx.onset_latency)
-    offline = tracker.track(onset)
+    offline = tracker.track(block.onset, block.bass_onset)
     tracker.reset()
+    # Live: audio in chunks of any size through the features, as the engine feeds it.
     rng = np.random.default_rng(0)
     states: list[BeatState] = []
     i = 0
-    while i < onset.size:
-        n = int(rng.integers(1, 40))
-        states += tracker.process(onset[i : i + n])
+    while i < y.size:
+        n = int(rng.integers(1, 40 * HOP))
+        live = fx.process(y[i : i + n])
+        states += tracker.process(live.onset, live.bass_onset)
         i += n
     online = np.array([s.beat_time for s in states if s.beat])
+    assert online.size > 15
     np.testing.assert_array_equal(online, offline)
     for s in states[200:]:
         assert len(s.next_beats) == 6 and s.next_beats[0] > s.time - 1e-9

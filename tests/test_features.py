@@ -31,7 +31,7 @@ def test_streaming_equals_offline_for_random_chunks(music: np.ndarray, seed: int
         i += n
     online = FeatureBlock.concat(blocks)
     assert len(online) == len(offline) == music.size // HOP
-    for name in ("log_mel", "onset", "rms", "chroma", "times"):
+    for name in ("log_mel", "onset", "bass_onset", "rms", "chroma", "times"):
         diff = np.max(np.abs(getattr(online, name) - getattr(offline, name)))
         assert diff < 1e-5, f"{name} differs by {diff}"
 
