@@ -155,6 +155,24 @@ def test_osc_control_forces_the_level_over_real_udp(club):
         server.close()
 
 
+def test_livedance_control_sets_the_level_by_name_or_number():
+    from livedance.cli import main
+
+    controls = Controls()
+    with ControlServer(controls, "127.0.0.1", 0) as server:
+        to = f"127.0.0.1:{server.address[1]}"
+        assert main(["control", "level", "half", "--to", to]) == 0
+        deadline = time.monotonic() + 3.0
+        while controls.snapshot().level != -1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert controls.snapshot().level == -1
+        assert main(["control", "level", "1", "--to", to]) == 0
+        while controls.snapshot().level != 1 and time.monotonic() < deadline + 3.0:
+            time.sleep(0.005)
+        assert controls.snapshot().level == 1
+        assert main(["control", "energy", "lots", "--to", to]) == 2  # a one-line user error
+
+
 def test_viewer_key_cycles_the_level():
     from livedance.outputs.viewer import SHORTCUTS, next_level
 

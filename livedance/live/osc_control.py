@@ -351,7 +351,7 @@ def _allowed(ip: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6N
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help=f"what to change: {', '.join(ADDRESSES)}")
-    parser.add_argument("value", nargs="?", type=float, help="the number, if the control takes one")
+    parser.add_argument("value", nargs="?", help="the number, if the control takes one (level also: auto, half, normal, double)")
     parser.add_argument("--to", metavar="HOST:PORT", help="where `perform --control` listens (default 127.0.0.1:9001)")
 
 
@@ -362,9 +362,16 @@ def run(args: argparse.Namespace, settings: object) -> int:
     assert isinstance(settings, Settings)
     if args.name not in ADDRESSES:
         raise UserError(f"unknown control '{args.name}' (choose one of: {', '.join(ADDRESSES)})")
-    value: list[float | int] = []
+    value: list[float | int | str] = []
     if args.value is not None:
-        value = [int(args.value) if float(args.value).is_integer() else float(args.value)]
+        try:
+            number = float(args.value)
+        except ValueError:
+            if args.name != "level":
+                raise UserError(f"control {args.name} takes a number, got {args.value!r}") from None
+            value = [args.value]  # a level by name: the server checks it
+        else:
+            value = [int(number) if number.is_integer() else number]
     host, port = parse_host_port(args.to or settings.osc.control or "", settings.osc.default_control_port, "--to")
     secret = f"/{settings.osc.secret}" if settings.osc.secret else ""
     sender = UdpSender(host, port, what="control")
