@@ -90,8 +90,6 @@ def _wings(spots: np.ndarray, radius: float) -> np.ndarray:
     return out
 
 
-
-
 @dataclass
 class MusicView:
     """The engine's latest understanding of the music (read by the frame clock)."""
@@ -169,10 +167,10 @@ class Engine:
         self.forced_level = parse_level(es.level)  # the setting; a level control replaces it
         self.level = 0  # metrical level of the unit playing (see livedance.live.level)
         self.frame_index = 0  # never reset: receivers order frames by it
-        self._sync_beat: float | None = None  # a leading external clock's beat on the last frame
         # A paired-data checkpoint hears the music itself: keep what was heard.
         audio = getattr(model, "audio", None)
         self.heard = None if audio is None else HeardMusic(audio, sr, hop, settings.features)
+        self._sync_beat: float | None = None  # a leading external clock's beat on the last frame
         self._reset_dance()
 
     # ------------------------------------------------------------------ setup
@@ -506,10 +504,15 @@ class Engine:
             dancing = dancing and self._failed_index is None  # no units: idle groove, not a frozen pose
             if dancing and self.enter_at is None:
                 # Re-enter on the beat: the next unit starts on the next predicted beat.
+                start = float(math.ceil(self.clock.position))
                 if phase is not None:
                     self.clock.jump_to_phase(phase)
-                    self.timeline.restart_at(math.ceil(self.clock.position))
-                self.enter_at = float(math.ceil(self.clock.position))
+                    start = float(math.ceil(self.clock.position))
+                    if clock_beats is not None and sync is not None:
+                        # Enter on the session's downbeat: the units then fall on its bars.
+                        start += -round(sync.beat + start - self.clock.position) % max(1, round(sync.quantum))
+                    self.timeline.restart_at(start)
+                self.enter_at = start
             elif not dancing:
                 self.enter_at = None
             step = 0.0 if frozen else self.clock.advance(dt, tempo, phase)
