@@ -25,11 +25,23 @@ How (all causal, per hop):
   log^2((t - tau) / period)] with back-links (as in Stark et al., 2009, for
   real-time use). The best recent C is the last beat; its back-links give
   the previous beats, and a line fitted through them predicts the next ones.
+  The onset it hears is the plain one plus the bass onset (below 200 Hz),
+  so a kick or bass note on the beat outweighs chords between the beats.
+* **Period and phase from the beats**: the line goes through the beats'
+  sub-hop positions (the onset peak around each), over the longest trailing
+  run of up to 8 beats that lies straight, so the period is read well below
+  the 1 % tempo grid and a tempo change is followed within a few beats; a
+  single stray beat does not tilt it. The phase is held: a chain of beats
+  half a beat off the grid takes over only when its cumulative score leads
+  clearly, not when it wins one beat (a boom-chick, an off-beat bass).
 * **Metrical level**: the autocorrelation alone often prefers half or double
   tempo. The tracked beats settle it: if the midpoints between beats are as
   strong as the beats, the tempo is doubled; if every other beat is weak,
-  it is halved (within ``min_bpm``..``max_bpm``). The longer the beats
-  have confirmed a level, the longer contrary evidence must last.
+  it is halved (within ``min_bpm``..``max_bpm``; doubled only up to
+  ``double_max_bpm``). The longer the beats have confirmed a level, the
+  longer contrary evidence must last; and once a tempo has held for 8 beats,
+  one related to it by 3:2, 4:3 or 2:1 must persist before it takes over
+  (a fill is not a track change).
 * **Events**: a beat event fires on the hop whose audio reaches a predicted
   beat, when confidence is high enough; in silence the predictions coast on
   the last tempo and no events fire.
@@ -66,21 +78,24 @@ _CLIP = 10.0
 _PERIODIC_NONE = 0.15
 _PERIODIC_FULL = 0.3
 _TRUST_SECONDS = 2.0
-# The beat-line fit: up to this many beats, shortened until its mean squared
-# residual (hops^2) is at most _STRAIGHT; the anchor's share on the line.
+# The beat-line fit (see _predict): up to this many beats, shortened until
+# its mean squared residual (hops^2) is at most _STRAIGHT (clicks: ~0.02);
+# the phase's share on the line (the rest on the last beat itself).
 _FIT_MAX = 8
+_STRAIGHT = 0.1
+_ANCHOR_LINE = 0.5
 # Tempo ratios (log) a fill or bridge makes look like the beat; how close
 # (log) a new tempo must be to one to count as related; and how many times
 # switch_hops such a tempo must persist before the tracker takes it.
 _RELATED = tuple(math.log(r) for r in (1.5, 2.0 / 3.0, 4.0 / 3.0, 0.75, 3.0, 1.0 / 3.0))
 _RELATED_TOL = 0.015
 _RELATED_PERSIST = 6
-_STRAIGHT = 0.1
-_ANCHOR_LINE = 0.5
-# Phase hold (see _predict): the DP's beats near the current grid (within this
-# share of a beat) stay the beats unless another chain leads by this many beats' onsets.
+# Phase hold (see _predict): a best beat further than this share of a beat off
+# the current grid replaces the grid's own only if its chain's cumulative score
+# leads by this many beats' worth of onsets (chains merge at a lead of about
+# tightness * log(1.5)^2 = 41, i.e. ~10 beats' worth).
 _PHASE_SLACK = 0.2
-_PHASE_MARGIN = 6
+_PHASE_MARGIN = 6.0
 
 
 def _line(y: list[float], ks: list[float], kk: float) -> tuple[float, float, float]:
@@ -670,7 +685,7 @@ class BeatTracker:
                     j = lo + int(back[lo - first : hi - first + 1].argmax())
                     if back.item(b - first) - back.item(j - first) < _PHASE_MARGIN * self._strength:
                         b = j
-        # Back-trace up to four beats for a least-squares line through them.
+        # Back-trace up to _FIT_MAX beats for a least-squares line through them.
         dp_len = self._dp_len
         links = self._link.last(dp_len)
         beats = [b]
