@@ -164,3 +164,20 @@ def test_real_music_against_the_shared_reference_beats(name: str, f_min: float):
     tempo = np.array([s.tempo for s in states if s.time >= 8.0])
     assert abs(np.median(60.0 / tempo) / period - 1.0) < 0.005
     assert np.all(np.abs(60.0 / tempo / period - 1.0) < 0.04)
+
+
+@pytest.mark.parametrize("bpm,pattern", [(120.0, "rock"), (128.0, "four"), (100.0, "funk")])
+def test_a_mix_into_a_song_half_a_beat_off_moves_the_phase_within_eight_beats(bpm: float, pattern: str):
+    """A DJ cuts to the next song at the same tempo but half a beat off: the
+    held phase (which keeps a boom-chick on the boom) must still let the new
+    beats take over. Measured: every beat from the 6th, 1st and 2nd on (the
+    tracker before the phase hold: 5th, 1st, 2nd)."""
+    cut = 10.0
+    a, beats_a = drum_track(bpm, 12.0, sr=SR, seed=3, pattern=pattern)
+    b, beats_b = drum_track(bpm, 12.0, sr=SR, seed=4, pattern=pattern, start_beat=0.5, timbre="electro")
+    y = np.concatenate([a[: int(cut * SR)], b])
+    new = cut + beats_b
+    _, events = analyse(y)
+    hit = [bool(events.size) and np.min(np.abs(events - t)) < 0.07 for t in new]
+    first = next(i for i in range(len(hit) + 1) if all(hit[i:]))
+    assert first <= 8, "".join("x" if h else "." for h in hit)
