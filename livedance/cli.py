@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = _add_command(sub, "bench", "livedance.bench:run", "run a benchmark and print JSON")
     b.add_argument("name", choices=BENCHMARKS, help="what to measure")
     b.add_argument("--json", action="store_true", help="compact single-line JSON (default: indented)")
+    b.add_argument("--live", action="store_true", help="soak: run `perform` on a virtual device for --seconds of real time")
     b.add_argument("--seconds", type=float, default=30.0, help="length of the test material, seconds")
     b.add_argument("--live-seconds", type=float, default=10.0, help="length of real-time runs, seconds")
     b.add_argument("--quick", action="store_true", help="motion: fewer cells (6 tempi x 2 loudness levels + the demo)")

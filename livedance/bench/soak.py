@@ -233,6 +233,11 @@ def soak(settings: Settings, wall_seconds: float, seed: int = 0) -> dict[str, An
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if getattr(args, "live", False):
+        # The real runner as a user runs it (livedance.bench.live_soak).
+        from livedance.bench.live_soak import run as run_live
+
+        return run_live(float(args.seconds), bool(args.json))
     result = soak(settings, float(args.seconds))
     print(json.dumps(result, indent=None if args.json else 2))
     return 0

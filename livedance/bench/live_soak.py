@@ -1,0 +1,323 @@
+"""``livedance bench soak --live --seconds N --json``: ``perform`` as a user runs
+it, for N seconds of real time, judged from outside.
+
+Everything is real: a private PulseAudio server with a null sink; music
+played into it by this process (a 4-minute programme looped: 120 BPM, a
+silence, 120 -> 96 BPM, a silence, 128 BPM), whose every beat's play time is
+known from PortAudio's DAC timestamps; ``livedance perform --device pulse``
+capturing the sink's monitor on its own threads, streaming OSC to a loopback
+receiver here that checks every frame index, recording to ``.npz``, and
+drawing its viewer window on an Xvfb display (or, without Xvfb, rendering
+``--video`` offscreen). It reports:
+
+* ``frames``: performed (its closing line), OSC received, missing indices;
+* ``dropped``: perform's own count, and music-time gaps seen after start-up;
+* ``frame_interval_ms``: p50 / p99 / max of OSC arrival intervals after start-up;
+* ``rss_mb``: the perform process's VmRSS every minute, and its growth after warm-up;
+* ``cpu``: perform's CPU seconds per wall second (1.0 = one core);
+* ``drift``: the danced beats (kinematic beats of the recorded joints, at the
+  OSC arrival time of their frame) minus the played music's nearest known
+  beat, per minute (median), and how far those minute medians stray over the run.
+
+A machine shared with other work shows up in ``load_average``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from livedance.errors import UserError
+
+log = logging.getLogger(__name__)
+
+RATE = 44100
+FPS = 60.0
+_FRAME = b"/livedance/frame\x00\x00\x00\x00,if\x00"
+
+
+def programme(sr: int = RATE) -> tuple[np.ndarray, np.ndarray]:
+    """The looped music (mono float32) and its beat times, seconds."""
+    from livedance.music.synth import drum_track
+
+    parts = [
+        drum_track(120, 60.0, sr, seed=1, pattern="rock"),
+        (np.zeros(int(8 * sr), np.float32), np.zeros(0)),
+        drum_track(120, 60.0, sr, seed=2, pattern="four", tempo=[(30.0, 96.0)]),
+        (np.zeros(int(8 * sr), np.float32), np.zeros(0)),
+        drum_track(128, 52.0, sr, seed=3, pattern="rock"),
+    ]
+    audio, beats, at = [], [], 0.0
+    for a, b in parts:
+        audio.append(np.asarray(a, np.float32))
+        beats.append(np.asarray(b, np.float64) + at)
+        at += len(a) / sr
+    return np.concatenate(audio) * 0.8, np.concatenate(beats)
+
+
+class Player:
+    """Loops ``audio`` into the default output; notes when each block is played
+    (PortAudio's DAC time, converted to ``time.monotonic()``)."""
+
+    def __init__(self, audio: np.ndarray) -> None:
+        import sounddevice as sd
+
+        self.audio = np.concatenate([audio, audio[:RATE]])  # a second of wrap-around: blocks never split
+        self.length = len(audio)
+        self.pos = 0  # samples played since start
+        self.blocks: list[tuple[int, float]] = []  # (first sample, its monotonic play time)
+        self.stream = sd.OutputStream(device="pulse", samplerate=RATE, channels=1, dtype="float32", callback=self._callback)
+
+    def _callback(self, out: np.ndarray, frames: int, info: Any, status: Any) -> None:
+        start = self.pos % self.length
+        out[:, 0] = self.audio[start : start + frames]
+        dac = info.outputBufferDacTime - info.currentTime + time.monotonic()
+        self.blocks.append((self.pos, dac))
+        self.pos += frames
+
+    def played_at(self, samples: np.ndarray) -> np.ndarray:
+        """Monotonic play times of absolute sample indices (interpolated between blocks)."""
+        b = np.array(self.blocks)
+        return np.interp(samples, b[:, 0], b[:, 1], left=np.nan, right=np.nan)
+
+
+class FrameReceiver:
+    """The OSC receiver: (index, arrival, music time) of every frame."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.frames: list[tuple[int, float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                p = self.sock.recv(65536)
+            except (TimeoutError, OSError):
+                continue
+            at = p.find(_FRAME)
+            if at >= 0:
+                index, t = struct.unpack_from(">if", p, at + len(_FRAME))
+                self.frames.append((index, time.monotonic(), t))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def _proc_stat(pid: int) -> tuple[float, float]:
+    """(RSS MB, CPU seconds) of a process."""
+    rss = float("nan")
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) / 1024.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return rss, cpu
+
+
+def _start_pulse(runtime: Path) -> subprocess.Popen[bytes]:
+    if not shutil.which("pulseaudio"):
+        raise UserError("bench soak --live needs PulseAudio (scripts/setup.sh installs pulseaudio pulseaudio-utils)")
+    proc = subprocess.Popen(
+        ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no",
+         f"--load=module-native-protocol-unix socket={runtime}/native auth-anonymous=1",
+         "--load=module-null-sink sink_name=soak rate=44100 channels=2"],
+        env={**os.environ, "PULSE_RUNTIME_PATH": str(runtime), "PULSE_STATE_PATH": str(runtime)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    for _ in range(200):
+        if subprocess.run(["pactl", "-s", f"unix:{runtime}/native", "info"], capture_output=True, timeout=5).returncode == 0:
+            return proc
+        time.sleep(0.05)
+    proc.kill()
+    raise UserError("bench soak --live: could not start a private PulseAudio server")
+
+
+def _start_xvfb() -> tuple[subprocess.Popen[bytes] | None, str | None]:
+    if not shutil.which("Xvfb"):
+        return None, None
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "640x360x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd) as f:
+        number = f.readline().strip()
+    if not number:
+        proc.kill()
+        return None, None
+    return proc, f":{number}"
+
+
+def _percentiles(x: np.ndarray) -> dict[str, float]:
+    if not x.size:
+        return {}
+    return {k: round(float(np.percentile(x, q)), 2) for k, q in (("p50", 50), ("p99", 99), ("max", 100))}
+
+
+def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
+    """Run ``perform`` for ``seconds`` of dancing and judge it (see the module)."""
+    from livedance.motion.kinematic_beats import kinematic_beats
+
+    warmup = min(300.0, seconds / 5.0) if warmup is None else warmup
+    audio, loop_beats = programme()
+    loop_seconds = len(audio) / RATE
+    with tempfile.TemporaryDirectory(prefix="livedance-soak-") as tmp_name:
+        tmp = Path(tmp_name)
+        runtime = tmp / "pulse"
+        runtime.mkdir()
+        pulse = _start_pulse(runtime)
+        xvfb, display = _start_xvfb()
+        os.environ["PULSE_SERVER"] = f"unix:{runtime}/native"  # this process's player, and perform
+        rx = FrameReceiver()
+        rec = tmp / "soak.npz"
+        env = {**os.environ, "PULSE_SOURCE": "soak.monitor", "PULSE_SINK": "soak"}
+        view = ["--window"] if display else ["--no-window", "--video", str(tmp / "soak.mp4")]
+        if display:
+            env["DISPLAY"] = display
+        cmd = [sys.executable, "-m", "livedance.cli", "--set", "viewer.width=320", "--set", "viewer.height=180",
+               "--set", "viewer.msaa=0", "perform", "--device", "pulse", "--osc", f"127.0.0.1:{rx.port}",
+               "--record", str(rec), *view]
+        player = Player(audio)
+        player.stream.start()
+        t_launch = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        out_lines: list[str] = []
+        err_lines: list[str] = []
+        listening = threading.Event()
+
+        def read_out() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                out_lines.append(line.rstrip())
+                if "listening to" in line:
+                    listening.set()
+
+        def read_err() -> None:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                if len(err_lines) < 200:
+                    err_lines.append(line.rstrip())
+
+        for target in (read_out, read_err):
+            threading.Thread(target=target, daemon=True).start()
+        samples: list[dict[str, float]] = []
+        try:
+            if not listening.wait(300) or proc.poll() is not None:
+                raise UserError(f"perform did not start listening: {' | '.join(err_lines[-5:])}")
+            t0 = time.monotonic()
+            _, cpu0 = _proc_stat(proc.pid)
+            next_sample = t0
+            while time.monotonic() - t0 < seconds and proc.poll() is None:
+                now = time.monotonic()
+                if now >= next_sample:
+                    rss, cpu = _proc_stat(proc.pid)
+                    samples.append({"t": round(now - t0, 1), "rss_mb": round(rss, 1), "cpu_s": round(cpu - cpu0, 1)})
+                    print(f"soak: {now - t0:6.0f} s  rss {rss:6.1f} MB  frames {len(rx.frames)}", file=sys.stderr, flush=True)
+                    next_sample += 60.0
+                time.sleep(0.5)
+            wall = time.monotonic() - t0
+            _, cpu1 = _proc_stat(proc.pid) if proc.poll() is None else (0.0, cpu0)
+            proc.send_signal(signal.SIGTERM)  # as a user's Ctrl-C: recordings get written
+            proc.wait(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            player.stream.stop()
+            player.stream.close()
+            rx.close()
+            for p in (pulse, xvfb):
+                if p is not None:
+                    p.terminate()
+                    p.wait(timeout=10)
+        performed = next((x for x in out_lines if x.startswith("performed")), "")
+        words = performed.replace(",", "").split()
+        sent, dropped_own = (int(words[1]), int(words[4])) if len(words) > 4 else (None, None)
+        frames = np.array(rx.frames, dtype=np.float64).reshape(-1, 3)
+        index, arrival, music = frames[:, 0], frames[:, 1], frames[:, 2]
+        order = np.argsort(index, kind="stable")
+        index, arrival, music = index[order], arrival[order], music[order]
+        distinct = np.unique(index)
+        after = arrival > t0 + 10.0  # start-up: the first 10 s of listening
+        gaps = np.diff(music)[after[1:]]
+        intervals = np.diff(arrival)[after[1:]] * 1000.0
+        result: dict[str, Any] = {
+            "benchmark": "soak --live",
+            "seconds": round(wall, 1),
+            "viewer": "window on Xvfb" if display else "offscreen --video",
+            "startup_to_listening_s": round(t0 - t_launch, 2),
+            "exit_code": proc.returncode,
+            "frames": {
+                "performed": sent,
+                "osc_received": int(distinct.size),
+                "osc_missing_indices": int(distinct[-1] + 1 - distinct.size) if distinct.size else None,
+            },
+            "dropped": {"perform_reported": dropped_own, "music_time_gaps_after_startup": int(np.sum(gaps > 1.5 / FPS))},
+            "frame_interval_ms": _percentiles(intervals),
+            "cpu_per_wall_second": round((cpu1 - cpu0) / wall, 3) if cpu1 else None,
+            "rss_mb_every_minute": [s["rss_mb"] for s in samples],
+            "load_average": list(os.getloadavg()),
+            "stderr_lines": len(err_lines),
+        }
+        warm = [s["rss_mb"] for s in samples if s["t"] >= warmup]
+        if warm:
+            result["rss_growth_mb_after_warmup"] = round(max(warm) - warm[0], 1)
+        # Drift: the danced beats against the played beats.
+        try:
+            with np.load(rec) as z:
+                joints = z["joints"]
+        except (OSError, KeyError, ValueError) as exc:
+            result["recording"] = f"unreadable: {exc}"
+            return result
+        result["recording_frames"] = int(len(joints))
+        danced_frames = kinematic_beats(joints, FPS)  # frame numbers (fractional) of the motion's beats
+        frame_at = np.interp(danced_frames, index, arrival)  # when that frame arrived
+        loops = np.arange(int((player.pos / RATE) // loop_seconds) + 2)
+        played = (loops[:, None] * loop_seconds + loop_beats[None, :]).ravel()
+        played_at = player.played_at(played * RATE)
+        played_at = played_at[np.isfinite(played_at)]
+        near = np.clip(np.searchsorted(played_at, frame_at), 1, len(played_at) - 1)
+        cand = np.stack([played_at[near - 1], played_at[near]])
+        nearest = cand[np.argmin(np.abs(cand - frame_at), axis=0), np.arange(len(frame_at))]
+        err = frame_at - nearest
+        ok = (np.abs(err) < 0.2) & (frame_at > t0 + warmup)  # on a beat (not the idle groove in a silence)
+        minutes = ((frame_at[ok] - t0) // 60).astype(int)
+        medians = [round(float(np.median(err[ok][minutes == m])) * 1000, 1) for m in np.unique(minutes)]
+        result["drift"] = {
+            "danced_beats_matched": int(ok.sum()),
+            "median_offset_ms": round(float(np.median(err[ok])) * 1000, 1) if ok.any() else None,
+            "minute_median_offsets_ms": medians,
+            "drift_ms": round(max(medians) - min(medians), 1) if medians else None,
+            "hop_ms": round(512 / 22050 * 1000, 1),
+        }
+        return result
+
+
+def run(seconds: float, as_json: bool) -> int:
+    result = live_soak(seconds)
+    print(json.dumps(result, indent=None if as_json else 2))
+    return 0
