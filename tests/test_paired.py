@@ -8,7 +8,11 @@ extractor, training loops, checkpoint files and the real engine.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +165,12 @@ def test_checkpoint_says_it_hears_and_the_encoder_changes_the_dance(audio_checkp
     b, _ = model.next_unit(model.new_state(1, 3), MusicContext(audio=loud))
     c, _ = model.next_unit(model.new_state(1, 3), MusicContext(audio=None))  # nothing heard = silence
     assert not np.allclose(a, b) and np.array_equal(a, c)
+    # Paired-data composers learn from the music, not from the dance-measured energy and busyness (the paper's set-up).
+    assert payload["composer_config"]["descriptors"] is False
+    calm, _ = model.next_unit(model.new_state(1, 3), MusicContext(energy=0.1, busyness=0.1, audio=loud))
+    wild, _ = model.next_unit(model.new_state(1, 3), MusicContext(energy=3.0, busyness=0.9, audio=loud))
+    fast, _ = model.next_unit(model.new_state(1, 3), MusicContext(tempo_bpm=160.0, audio=loud))
+    assert np.array_equal(calm, wild) and np.array_equal(calm, b) and not np.array_equal(calm, fast)
 
 
 def test_the_shipped_checkpoint_hears_no_audio():
@@ -190,6 +200,27 @@ def test_the_engine_feeds_the_encoder_only_music_already_heard(audio_checkpoint)
     cut = int(8.0 * 60)
     assert np.array_equal(runs[0][:cut], runs[1][:cut])  # nothing from after 8 s reached a frame before it
     assert not np.array_equal(runs[0][cut:], runs[1][cut:])
+
+
+def test_two_process_gloo_ddp_trains_the_music_encoder(aist, audio_checkpoint, tmp_path: Path):
+    root, _ = aist
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "ddp.pt"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+        "--master_port", str(port), "-m", "livedance.cli", "train", "composer", "--data", str(root), "--music", "synthetic",
+        "--units", str(audio_checkpoint.with_name("u.pt")), "--out", str(out), "--steps", "2", "--batch", "8",
+        "--hidden", "24", "--window", "4", "--val-every", "2", "--cache", str(tmp_path / "units"), "--no-progress",
+        "--threads", "1",
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    payload = read_checkpoint(out)
+    assert payload["meta"]["world"] == 2 and payload["meta"]["music"] == "synthetic"
+    assert payload["audio"] is not None and payload["composer_config"]["audio_dim"] == 69
+    assert any(k.startswith("composer.music.") for k in payload["weights"])
 
 
 def test_cli_pairing_errors_are_one_line(tmp_path: Path, capsys):

@@ -48,6 +48,11 @@ class ComposerConfig:
     audio_dim: int = 0
     #: Width of the music code joining the conditioning.
     audio_code: int = 32
+    #: Read the energy and busyness descriptors. A paired-data composer does not
+    #: by default: they were measured on the dance (the stand-in for music this
+    #: composer now hears), and with them in training it learns nothing from the
+    #: music. Tempo and style are read either way.
+    descriptors: bool = True
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -73,6 +78,11 @@ class ComposerLossWeights:
     style_dropout: float = 0.2  # fraction of training steps told "any style"
     context_noise: float = 0.1  # live descriptors are noisy; so are these, in training
     code_noise: float = 0.2  # live, the previous code is the composer's own sample, not the encoder's
+    # Paired-data composers only: the music heard live is other music than the
+    # training takes' (whose windows the encoder could otherwise memorise), and
+    # silence before a song starts.
+    audio_noise: float = 0.3  # std of noise on the standardised window
+    audio_dropout: float = 0.2  # fraction of training steps that hear silence (all padding)
 
 
 class Composer(nn.Module):
@@ -94,6 +104,8 @@ class Composer(nn.Module):
         """(..., 3) standardised context, (...,) style ids (ANY_STYLE allowed)
         [, (..., units, steps, audio_dim) audio window] -> (..., cond_dim)."""
         idx = torch.where(style == ANY_STYLE, torch.full_like(style, self.cfg.n_styles), style)
+        if not self.cfg.descriptors:  # tempo only: energy and busyness at their training means
+            context = torch.cat([context[..., :1], torch.zeros_like(context[..., 1:])], dim=-1)
         if self.music is None:
             return torch.cat([context, self.style(idx)], dim=-1)
         if audio is None:

@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audio-lag", type=int, default=2, metavar="UNITS",
                    help="with --music: units between the music the composer hears and the unit it composes "
                         "(default 2: what the live engine has heard; 0: the unit's own music, offline only)")
+    p.add_argument("--keep-descriptors", action="store_true",
+                   help="with --music: the composer also reads the energy and busyness measured on the dance "
+                        "(default: only tempo and style, and the music)")
     p.add_argument("--units", type=Path, metavar="CKPT", help="composer stage: the checkpoint of `train units`")
     p.add_argument("--steps", type=int, default=4000, help="optimiser steps (default 4000)")
     p.add_argument("--batch", type=int, default=64, help="global batch size (units or windows; default 64)")
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace, settings: object) -> int:
             envelope = measure_envelope(args.data, progress=not args.no_progress)
         result = train_composer(data, args.units, args.out, cfg, model_cfg, window=args.window, resume=args.resume,
                                 log_dir=args.log_dir, meta=meta, progress=not args.no_progress, envelope=envelope,
-                                audio=audio)
+                                audio=audio, descriptors=args.keep_descriptors)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun only rank 0 reports
     summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.items()))

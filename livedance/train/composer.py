@@ -149,7 +149,13 @@ def composer_losses(
         drop = torch.rand(style.shape, generator=gen, device=style.device) < w.style_dropout
         style_in = torch.where(drop, torch.full_like(style, ANY_STYLE), style)
         prev_in = prev_in + w.code_noise * torch.randn(prev_in.shape, generator=gen, device=prev_in.device)
-    q, _ = composer(prev_in, b["init"], ctx_in, style_in, None, b.get("audio"))
+    audio_in = b.get("audio")
+    if train and audio_in is not None:
+        present = audio_in[..., -1:]  # noise only where there is music; padding stays padding
+        noisy = audio_in + w.audio_noise * present * torch.randn(audio_in.shape, generator=gen, device=audio_in.device)
+        heard = torch.rand(audio_in.shape[:2], generator=gen, device=audio_in.device) >= w.audio_dropout
+        audio_in = noisy * heard[..., None, None, None]
+    q, _ = composer(prev_in, b["init"], ctx_in, style_in, None, audio_in)
     mask = b["mask"]
     fake = q.sample(gen)
     energy_busy, logits = regressor(fake, ctx[..., :1])
@@ -179,11 +185,13 @@ def train_composer(
     progress: bool = True,
     envelope: MotionEnvelope | None = None,
     audio: PairedAudio | None = None,
+    descriptors: bool = False,
 ) -> dict[str, float]:
     """Train the composer against the frozen VAE of ``units_checkpoint``; write a full checkpoint to ``out``
     (with ``envelope``, the real takes' realism envelope, for the engine and the benchmarks).
     With ``audio`` (the units' paired music, ``livedance.train.paired``) it also
-    learns a music encoder, and the checkpoint expects audio."""
+    learns a music encoder, and the checkpoint expects audio; it then reads the
+    energy and busyness descriptors only with ``descriptors``."""
     info, device = common.setup(cfg)
     w = weights or ComposerLossWeights()
     payload = read_checkpoint(units_checkpoint)
@@ -204,7 +212,7 @@ def train_composer(
     n_styles = len(data.style_names)
     model_cfg = model_cfg or ComposerConfig(move_dim=vae.cfg.move_dim, init_dim=vae.cfg.init_dim, n_styles=n_styles)
     if audio is not None:
-        model_cfg = replace(model_cfg, audio_dim=audio.input.channels)
+        model_cfg = replace(model_cfg, audio_dim=audio.input.channels, descriptors=descriptors)
     if (model_cfg.move_dim, model_cfg.init_dim, model_cfg.n_styles) != (vae.cfg.move_dim, vae.cfg.init_dim, n_styles):
         raise UserError("composer code sizes must match the unit VAE's (move_dim, init_dim) and the data's style count")
 
