@@ -193,3 +193,19 @@ def test_recorded_files_carry_the_level_per_frame(tmp_path, club):
     assert data["level"].shape == (len(frames),)
     np.testing.assert_array_equal(data["level"], [f.level for f in frames])
     assert (data["level"][-60:] == -1).all()
+
+
+def test_a_dropout_while_dancing_carries_on_without_a_pop():
+    """Music that drops out for a moment (the dance has begun fading to idle,
+    not finished) comes back: the dance carries on where it was, no jump of
+    the clock or a new unit under a body still on show."""
+    audio, _ = drum_track(100, 20.0, SR, seed=21, pattern="four", gain=0.9, breaks=[(10.0, 10.9)])
+    frames, positions, *_ = dance(audio)
+    t = np.arange(len(frames)) / FPS
+    joints = np.stack([f.joints[0] for f in frames])
+    step = np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(axis=1)
+    around = (t[1:] > 9.5) & (t[1:] < 14.0)
+    assert step[around].max() < 0.2, f"pop of {step[around].max():.2f} m at {t[1:][around][np.argmax(step[around])]:.2f} s"
+    # The beat clock steps at most 1.6x its tempo per frame (the loop's limit): no jump.
+    # (Before: the dropout re-entered by jumping the clock ~1 beat and starting a new unit.)
+    assert np.diff(positions)[around].max() <= 1.6 * 100 / 60 / FPS + 1e-9

@@ -502,7 +502,13 @@ class Engine:
                 tempo, phase = m.tempo, self._phase_at(music_time)
                 dancing = (not m.silent) and m.confidence >= (0.25 if self.weight > 0 else 0.5)
             dancing = dancing and self._failed_index is None  # no units: idle groove, not a frozen pose
-            if dancing and self.enter_at is None:
+            if dancing and self.enter_at is None and self.weight > 0.0:
+                # Back before the dance had faded out (a dropout of a beat or
+                # two): carry on where it is. A clock jump or a new unit now
+                # would pop the body still on show (a hand moved 1.1 m in a
+                # frame on quiet 60 BPM music that dropped out every beat).
+                self.enter_at = self.clock.position
+            elif dancing and self.enter_at is None:
                 # Re-enter on the beat: the next unit starts on the next predicted beat.
                 start = float(math.ceil(self.clock.position))
                 if phase is not None:
