@@ -229,3 +229,6 @@ def test_cli_pairing_errors_are_one_line(tmp_path: Path, capsys):
     assert main(["train", "units", "--data", str(tmp_path), "--music", str(tmp_path / "nope"), "--out", out]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "'synthetic'" in err[0] and "nope: no such folder" in err[1]
+    # eval --music is for checkpoints that hear: the shipped one does not.
+    assert main(["eval", "--data", "synthetic", "--music", "synthetic", "--report", str(tmp_path / "r")]) == 2
+    assert "hears no music" in capsys.readouterr().err

@@ -16,6 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--temperature", type=float, default=1.0, help="composer sampling temperature (default 1.0)")
     p.add_argument("--cache", type=Path, metavar="DIR", help="dataset cache folder")
+    p.add_argument("--music", metavar="DIR",
+                   help="for a checkpoint trained with --music: the music of --data (a folder, or 'synthetic[:SEED]', "
+                        "as in training), which its held-out dances are composed to")
     p.add_argument("--music-bpm", type=float, nargs="*", default=[90.0, 120.0, 150.0], metavar="BPM",
                    help="tempi of the synthetic tracks the engine dances to, scored against their true beats "
                         "(default 90 120 150; none to skip)")

@@ -68,6 +68,9 @@ class Script:
     style: np.ndarray  # (K,) int64
     take: int  # index into data.take_names
     units: np.ndarray  # (K,) the take's own unit indices, looped to K
+    #: Paired music only: (K, units, steps, channels) the music a hearing composer
+    #: hears before each unit (``livedance.train.paired.unit_windows``).
+    audio: np.ndarray | None = None
 
 
 #: The reference: test takes. Val takes guided the choice of training
@@ -91,7 +94,7 @@ def allocate(weights: np.ndarray, count: int) -> np.ndarray:
     return n
 
 
-def scripts(data: UnitData, count: int, length: int) -> list[Script]:
+def scripts(data: UnitData, count: int, length: int, heard: np.ndarray | None = None) -> list[Script]:
     """``count`` scripts of ``length`` units over the held-out takes.
 
     Each take gets a share of the scripts proportional to its length, so the
@@ -106,7 +109,7 @@ def scripts(data: UnitData, count: int, length: int) -> list[Script]:
     for take, n in zip(takes, allocate(np.array([len(t) for t in takes]), count)):
         seq = np.resize(take, length)  # held-out takes are short: loop the "music"
         script = Script(data.tempo[seq], data.energy[seq], data.busyness[seq], np.asarray(data.style)[seq],
-                        int(data.take[seq[0]]), seq)
+                        int(data.take[seq[0]]), seq, None if heard is None else heard[seq])
         out += [script] * int(n)
     return out
 
@@ -123,7 +126,8 @@ def generated_dances(model: DanceModel, plan: list[Script], seed: int, temperatu
         state = model.new_state(1, seed + i, style=int(s.style[0]))
         units, codes = [], []
         for k in range(len(s.tempo)):
-            ctx = MusicContext(tempo_bpm=s.tempo[k], energy=s.energy[k], busyness=s.busyness[k], style=int(s.style[k]))
+            ctx = MusicContext(tempo_bpm=s.tempo[k], energy=s.energy[k], busyness=s.busyness[k], style=int(s.style[k]),
+                               audio=None if s.audio is None else s.audio[k])
             feats, state = model.next_unit(state, ctx, temperature)
             units.append(feats[0])
             codes.append(state.prev_move[0].cpu().numpy())

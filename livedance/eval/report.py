@@ -92,11 +92,12 @@ def as_stats(values: dict[str, float]) -> MotionStats:
 
 
 def evaluate(model: Any, data: Any, dances: int, units: int, seed: int, temperature: float,
-             bootstrap: int = 200) -> tuple[dict[str, SystemScores], dict[str, list[Dance]]]:
-    """Render and score all four systems; FIDs with ``bootstrap``-round confidence intervals."""
+             bootstrap: int = 200, heard: Any = None) -> tuple[dict[str, SystemScores], dict[str, list[Dance]]]:
+    """Render and score all four systems; FIDs with ``bootstrap``-round confidence intervals
+    (``heard``: per-unit music windows, for a checkpoint that hears; see ``--music``)."""
     from livedance.errors import UserError
 
-    plan = scripts(data, dances, units)
+    plan = scripts(data, dances, units, heard)
     if not plan:
         raise UserError("--data has no held-out (test/val) takes to compare against; give the folders the model was trained on")
     sets = {
@@ -276,9 +277,21 @@ def run_eval(args: argparse.Namespace, settings: Any = None) -> int:
 
     model = load_checkpoint(args.checkpoint, resolve_compute(getattr(args, "compute", None) or "auto"))
     data = load_data(args.data, args.cache)
+    heard = None
+    if getattr(args, "music", None):
+        from pathlib import Path
+
+        from livedance.errors import UserError
+        from livedance.train.paired import pair_for
+
+        if model.audio is None:
+            raise UserError(f"--music {args.music}: this checkpoint hears no music (it was trained without --music); drop --music")
+        data, heard = pair_for(model.audio, data, [Path(d).expanduser() for d in args.data], args.music)
+    elif getattr(model, "audio", None) is not None:
+        log.warning("this checkpoint hears music but no --music was given: its held-out dances are composed to silence")
     torch.manual_seed(args.seed)
     scores, sets = evaluate(model, data, args.dances, args.units, args.seed, args.temperature,
-                            getattr(args, "bootstrap", 200))
+                            getattr(args, "bootstrap", 200), heard)
     music = []
     bpms = list(getattr(args, "music_bpm", None) or [])
     if bpms:

@@ -241,3 +241,27 @@ def subset(data: Any, keep: np.ndarray) -> Any:
             changes[f.name] = value[keep]
     changes["order"] = [new_index[o[keep[o]]] for o in (np.asarray(o, np.int64) for o in data.order)]
     return replace(data, **changes)
+
+
+def unit_windows(audio: AudioInput, data: Any, paired: PairedAudio) -> np.ndarray:
+    """(U, units, steps, channels) what a composer with ``audio`` hears before each unit of
+    ``data`` (paired as ``paired``): the training windows, standardised by the checkpoint."""
+    from livedance.train.composer import audio_windows
+
+    prev = np.full(len(data.units), -1, dtype=np.int64)
+    for seq in data.order:
+        seq = np.asarray(seq, dtype=np.int64)
+        prev[seq[1:]] = seq[:-1]
+    enc = audio.standardise(paired.pooled)
+    enc = np.concatenate([enc, np.zeros((1,) + enc.shape[1:], np.float32)])
+    return enc[audio_windows(prev, audio.units, audio.lag)]
+
+
+def pair_for(audio: AudioInput, data: Any, roots: list[Path], music: str) -> tuple[Any, np.ndarray]:
+    """Pair ``data`` with ``music`` at a checkpoint's own analysis settings; returns the
+    paired units and their windows (:func:`unit_windows`)."""
+    settings = Settings()
+    settings.audio.sample_rate, settings.audio.hop = audio.sample_rate, audio.hop
+    settings.features = audio.settings
+    sub, paired = pair(data, roots, music, settings, audio.lag)
+    return sub, unit_windows(audio, sub, paired)
