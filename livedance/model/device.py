@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 import logging
 import re
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -86,8 +86,12 @@ def _generator_state(rng: torch.Tensor, device: torch.device) -> torch.Tensor:
     fresh = torch.Generator(device=device)
     if rng.numel() == fresh.get_state().numel():
         return rng
-    seed = int.from_bytes(hashlib.sha256(rng.numpy().tobytes()).digest()[:8], "little") & (2**63 - 1)
-    return fresh.manual_seed(seed).get_state()
+    return fresh.manual_seed(_seed_from(rng)).get_state()
+
+
+def _seed_from(rng: torch.Tensor) -> int:
+    """A seed from a generator state's bytes (a host tensor: a GPU generator's state lives on the host too)."""
+    return int.from_bytes(hashlib.sha256(rng.numpy().tobytes()).digest()[:8], "little") & (2**31 - 1)
 
 
 def state_to(state: S, device: torch.device) -> S:
@@ -143,13 +147,8 @@ def fall_back_to_cpu(
     except Exception as exc:  # noqa: BLE001 - any failure to read the GPU back means: start over from host data
         log.info("the GPU cannot be read back (%s): reloading the checkpoint on the CPU", _first_line(exc))
     fresh = _reload_on_cpu(model)
-    restart = fresh.new_state(state.batch, _restart_seed(state))
-    if last_unit is not None:
+    restart = fresh.new_state(state.batch, _seed_from(state.rng))
+    if last_unit is not None and len(last_unit) == state.batch:
         frames = fresh.normalise(torch.as_tensor(np.ascontiguousarray(last_unit[:, -2:]), dtype=torch.float32))
         restart = dataclasses.replace(restart, last_frames=frames)
     return fresh, dataclasses.replace(restart, units=state.units)
-
-
-def _restart_seed(state: Any) -> int:
-    """A seed for a restarted stream: from the host copy of the random state (it never lives on the GPU)."""
-    return int.from_bytes(hashlib.sha256(state.rng.numpy().tobytes()).digest()[:8], "little") & (2**31 - 1)
