@@ -383,3 +383,16 @@ def test_osc_carries_the_link_state():
         assert link(plain) == []
     finally:
         sender.close()
+
+
+def test_status_line_shows_the_link_state():
+    import types
+
+    from livedance.frames import Frame
+    from livedance.live.run import LiveRunner
+    from livedance.live.syncing import SyncHub
+
+    rot = np.broadcast_to(np.eye(3), (1, 24, 3, 3)).copy()
+    runner = LiveRunner(None, types.SimpleNamespace(), [], 60.0, 0.0, sync=SyncHub())  # type: ignore[arg-type]
+    runner.latest = Frame.from_pose(0, 1.0, 1.0, rot, np.zeros((1, 3)), sync=link_state(1.0, peers=2))
+    assert "LINK follow 2 peers 128.0 BPM" in runner.status_line()

@@ -290,3 +290,21 @@ def test_view_command_plays_a_motion_file_and_ends(xvfb: str, tmp_path: Path) ->
     assert main(["--set", "viewer.width=160", "--set", "viewer.height=120", "--set", "viewer.msaa=0",
                  "view", str(tmp_path / "m.npz")]) == 0
     assert time.monotonic() - start < 20.0  # n/fps of play + one second on the last pose
+
+
+def test_hud_shows_the_link_state(xvfb: str) -> None:
+    from dataclasses import replace
+
+    from livedance.frames import SyncState
+
+    viewer = Viewer(settings(hud=True))
+    viewer.submit(replace(pose(False), sync=SyncState("link", "follow", 128.0, 6.5, 4.0, 2, True)))
+    seen: list[str] = []
+
+    def until() -> bool:
+        if viewer.stats.frames_drawn >= 2 and viewer._hud is not None:
+            seen.append(viewer._hud._text.text)
+        return bool(seen)
+
+    run_for(viewer, until)
+    assert seen and "LINK follow 2 peers 128.0 BPM 3.50/4" in seen[0], seen
