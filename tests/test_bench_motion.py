@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from livedance import skeleton as sk
-from livedance.bench.motion import beats_hit, judge, run_cell, synthetic_cells
+from livedance.bench.motion import beats_hit, dance_beats, judge, run_cell, synthetic_cells
 from livedance.config import Settings
 from livedance.model.checkpoint import load_checkpoint
 from livedance.motion.envelope import MotionStats
@@ -40,6 +40,9 @@ def test_offset_is_measured_to_the_true_beats_with_the_right_parity():
     # Where the beat's parity is ambiguous (the demo), the half-way points are a candidate grid.
     _, ms = beats_hit(off, FPS, beats, 0.0, half_time=False, other_parity=True)
     assert ms < 10
+    # Double-time dances on the half beats too: those are its beats for the staccato ratio.
+    assert np.allclose(dance_beats(beats[:3], 1), [0.0, 0.25, 0.5, 0.75, 1.0])
+    assert np.array_equal(dance_beats(beats, 0), beats) and np.array_equal(dance_beats(beats, None), beats)
 
 
 def test_verdicts_against_the_envelope():

@@ -25,6 +25,8 @@ level the engine reports) every other beat, whichever parity fits better.
 The demo song is duple at 177 BPM eighth notes, and its half-note beat can
 sit on either parity (madmom and librosa put it half a beat apart), so both
 are tried there too.
+The speed at beat / mid-beat ratio is taken at the dance's own beats: the
+beats it hits, and in double-time also the half beats between them.
 
 Targets per cell (issue 17, item 3), against the envelope's per-style
 medians (the style danced; the engine composes in any style, so the
@@ -134,6 +136,14 @@ def beats_hit(joints: np.ndarray, fps: float, beats: np.ndarray, start: float, h
     return best
 
 
+def dance_beats(hit: np.ndarray, level: int | None) -> np.ndarray:
+    """The dance's own beats from the music beats it hits: in double-time (level 1)
+    the half beats too."""
+    if level != 1 or hit.size < 2:
+        return hit
+    return np.sort(np.concatenate([hit, 0.5 * (hit[1:] + hit[:-1])]))
+
+
 def level_danced(frames: list[Any]) -> tuple[int | None, dict[str, float] | None]:
     """The level danced most (None until frames carry one) and the share of each."""
     levels = [getattr(f, "level", None) for f in frames]
@@ -200,8 +210,9 @@ def run_cell(settings: Settings, cell: Cell, skip: float, seed: int, env: Motion
     hit, offset = None, None
     if cell.beats is not None:
         hit, offset = beats_hit(joints, fps, cell.beats, skip, level == -1, cell.other_parity)
-    # The staccato ratio at the beats the dance hits (in half-time: every other one).
-    stats = motion_stats(joints, fps, None if hit is None else hit - skip)
+    # The staccato ratio at the dance's own beats: in half-time every other music
+    # beat, in double-time every beat and every half beat.
+    stats = motion_stats(joints, fps, None if hit is None else dance_beats(hit, level) - skip)
     row: dict[str, Any] = {
         "cell": cell.name, "bpm": cell.bpm, "loudness": cell.loudness,
         "tracked_bpm": round(float(np.median([f.tempo for f in kept])), 1),

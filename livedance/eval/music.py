@@ -41,7 +41,7 @@ class MusicDance:
 
 
 def engine_dances(settings: Settings, bpms: list[float], seed: int, seconds: float = SECONDS) -> list[MusicDance]:
-    from livedance.bench.motion import beats_hit, dance_cell, level_danced, synthetic_cells
+    from livedance.bench.motion import beats_hit, dance_beats, dance_cell, level_danced, synthetic_cells
 
     fps = float(settings.engine.fps)
     out = []
@@ -52,5 +52,6 @@ def engine_dances(settings: Settings, bpms: list[float], seed: int, seconds: flo
         rel = hit - SKIP
         rel = rel[(rel >= 0.5) & (rel <= (len(joints) - 1) / fps - 0.5)]
         alignment = beat_alignment_score(kinematic_beats(joints, fps), rel * fps, fps)
-        out.append(MusicDance(float(bpm), joints, fps, rel, alignment, offset, level, motion_stats(joints, fps, rel)))
+        stats = motion_stats(joints, fps, dance_beats(rel, level))
+        out.append(MusicDance(float(bpm), joints, fps, rel, alignment, offset, level, stats))
     return out
