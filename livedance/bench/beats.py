@@ -13,7 +13,8 @@ its README; measured here, never shipped), for our tracker, librosa's offline
 error (median 4-beat period after 8 s against the reference's, %) and median
 signed timing error (ms, + = late); for ours also the error of the tempo it
 reports hop by hop (what the dance is warped with) against the reference's
-local period. Skipped, with the reason, where the shared data is absent.
+local period, and the share of those hops within 4 % of it (at the
+reference's metrical level: no octave or 3:2 flips). Skipped, with the reason, where the shared data is absent.
 
 Per item and overall: F-measure (70 ms), CMLt and AMLt (mir_eval; the first
 5 s are skipped, as mir_eval.beat.evaluate does, for every tracker), the
@@ -201,6 +202,8 @@ def _real(settings: Settings, aubio: Any) -> dict[str, Any]:
                 "reported_tempo_err_pct": {
                     "median": round(float(np.median(rel)), 2) if rel.size else None,
                     "median_abs": round(float(np.median(np.abs(rel))), 2) if rel.size else None,
+                    # Share of those hops within 4 % of the reference: at its metrical level (no flips).
+                    "at_reference_level_share": round(float(np.mean(np.abs(rel) < 4.0)), 3) if rel.size else None,
                 },
             },
             "librosa": _reference_scores(ref, lib),
