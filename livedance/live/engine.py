@@ -543,7 +543,7 @@ class Engine:
             dance = self.last_feats
         w = self.weight * self.weight * (3 - 2 * self.weight)  # smoothstep: no velocity kink
         if dance is None or w < 1.0:
-            idle = idle_features(music_time, beat_phase, np.arange(len(dance) if dance is not None else self.dancers) + self.seed)
+            idle = idle_features(music_time, beat_phase, np.arange(self.offset.shape[0]) + self.seed)
             dance = idle if dance is None else dance
             feats = w * dance + (1 - w) * idle
             feats[:, 1:4] = w * dance[:, 1:4]  # idle stands still
