@@ -173,6 +173,36 @@ def test_checkpoint_says_it_hears_and_the_encoder_changes_the_dance(audio_checkp
     assert np.array_equal(calm, wild) and np.array_equal(calm, b) and not np.array_equal(calm, fast)
 
 
+def test_the_training_loss_reaches_every_music_encoder_weight(aist, audio_checkpoint):
+    """The encoder's code is in the composer's training loss: were it ignored or
+    detached there, its weights would get no gradient and never learn the music."""
+    from livedance.model.critics import DescriptorRegressor, TransitionCritic
+    from livedance.model.context import CONTEXT_DIM, DescriptorStats
+    from livedance.model.composer import ComposerLossWeights
+    from livedance.model.dance import NormStats
+    from livedance.train.composer import CodeSequences, composer_losses
+
+    root, data = aist
+    sub, audio = pair(data, [root], "synthetic", Settings())
+    model = load_checkpoint(audio_checkpoint)
+    payload = read_checkpoint(audio_checkpoint)
+    norm = NormStats(payload["norm"]["mean"].numpy(), payload["norm"]["std"].numpy())
+    x = torch.from_numpy((np.asarray(sub.units, np.float32) - norm.mean) / norm.std)
+    stats = DescriptorStats.fit(sub.tempo, sub.energy, sub.busyness)
+    seq = CodeSequences(model.vae, x, sub, stats, "train", 4, audio)
+    n = len(sub.style_names)
+    composer = model.composer.train()
+    composer.zero_grad()
+    losses, _ = composer_losses(composer, DescriptorRegressor(8, n), TransitionCritic(8, CONTEXT_DIM + n + 69),
+                                seq.batch(torch.arange(min(8, len(seq.windows)))), ComposerLossWeights(), n,
+                                torch.Generator().manual_seed(0))
+    losses["total"].backward()
+    music = {k: v for k, v in composer.named_parameters() if k.startswith("music.")}
+    assert music
+    for key, value in music.items():
+        assert value.grad is not None and value.grad.abs().sum() > 0, f"{key} gets no gradient from the loss"
+
+
 def test_the_shipped_checkpoint_hears_no_audio():
     model = load_checkpoint()
     assert model.audio is None and read_checkpoint()["composer_config"].get("audio_dim", 0) == 0
