@@ -128,7 +128,9 @@ def generated_dances(model: DanceModel, plan: list[Script], seed: int, temperatu
         for k in range(len(s.tempo)):
             ctx = MusicContext(tempo_bpm=s.tempo[k], energy=s.energy[k], busyness=s.busyness[k], style=int(s.style[k]),
                                audio=None if s.audio is None else s.audio[k])
-            feats, state = model.next_unit(state, ctx, temperature)
+            # Played over its beats at the script's tempo, as render() will: the
+            # model judges its beat accent and the realism envelope at that rate.
+            feats, state = model.next_unit(state, ctx, temperature, unit_seconds=BEATS_PER_UNIT * 60.0 / float(s.tempo[k]))
             units.append(feats[0])
             codes.append(state.prev_move[0].cpu().numpy())
         d = render(np.stack(units), s.tempo)
