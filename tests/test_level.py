@@ -40,6 +40,12 @@ def test_level_follows_a_tempo_ramp_without_flapping():
     # Slow music goes double-time; a forced level wins over the tempo.
     assert LevelChooser().choose(55.0) == 1
     assert chooser.choose(160.0, forced=0) == 0
+    # On the beat clock, a new level must stay the better one for 8 beats: a
+    # tracker reading an octave off for a few beats changes nothing.
+    held = LevelChooser()
+    assert [held.choose(130.0, now=b) for b in (0.0, 4.0, 7.9)] == [0, 0, 0]
+    assert held.choose(65.0, now=8.5) == 0 and held.choose(130.0, now=9.0) == 0  # the count starts again
+    assert held.choose(130.0, now=16.9) == 0 and held.choose(130.0, now=17.0) == -1
 
 
 def test_level_values_and_spans():

@@ -228,8 +228,8 @@ class Engine:
         if forced is None and self._override() is None and self.music.confidence < 0.5:
             # No tempo to trust yet (the tracker starts at its preferred tempo
             # and may read an octave off at first): keep the level, normal at first.
-            return self.levels.level if self.levels.level is not None else 0
-        return self.levels.choose(self._tempo(), style, forced)
+            return self.levels.level
+        return self.levels.choose(self._tempo(), style, forced, self.clock.position)
 
     def _follow_level(self) -> None:
         """A new level takes over at the next unit boundary: queued units that

@@ -14,11 +14,14 @@ level  name  music beats per unit (span)  dance tempo
 ====== ===== ============================ =========================
 
 It picks the level whose dance tempo is nearest (in log tempo) the median
-tempo at which the style's training units were danced, and keeps the level
-it has until another is nearer by ``margin`` (hysteresis: a tempo wavering
-on the boundary, or a slow ramp across it, changes level once). Kinematic
-beats still land on music beats: on every beat in normal time, every other
-beat in half-time, and every beat plus every half beat in double-time.
+tempo at which the style's training units were danced, a dance tempo above
+it counting ``faster`` times as far as one below (a unit played faster than
+it was danced is what leaves the realism envelope: its bounds on speed,
+skate, per-frame move and jerk are upper bounds), and keeps the level it has
+until another is nearer by ``margin`` (hysteresis: a tempo wavering on the
+boundary, or a slow ramp across it, changes level once). Kinematic beats
+still land on music beats: on every beat in normal time, every other beat
+in half-time, and every beat plus every half beat in double-time.
 """
 
 from __future__ import annotations
@@ -88,16 +91,27 @@ class LevelChooser:
         centres: per style id, the median tempo (BPM) its units were danced
             at; style ids missing (and "any style") use ``default``.
         default: the centre for any style (the median over all units).
+        faster: weight of a dance tempo above the centre against one below.
         margin: log-tempo advantage another level needs to take over (0.04:
-            4%; with the shipped data the engine goes half-time above
-            127 BPM and back to normal below 122).
-        level: the level chosen last.
+            4%). With the shipped checkpoint (centre 87.8 BPM) the engine
+            goes half-time above 122 BPM and back to normal below 117, and
+            double-time below 59 (where the beat tracker never goes: forced
+            only, or a style danced faster, e.g. street-jazz below about 83 BPM).
+        hold_beats: music beats another level must stay the better one before
+            it takes over (the beat tracker may read an octave off for its
+            first seconds: at 60 BPM it read 120 for 2.7 s, and the 4-beat
+            half-time units chosen on that played on for 3 s after it).
+        level: the level chosen last (normal until a tempo says otherwise).
     """
 
     centres: dict[int, float] = field(default_factory=dict)
     default: float = DEFAULT_CENTRE_BPM
+    faster: float = 1.25
     margin: float = 0.04
-    level: int | None = None
+    hold_beats: float = 8.0
+    level: int = 0
+    _candidate: int | None = field(default=None, repr=False)
+    _since: float = field(default=0.0, repr=False)
 
     @classmethod
     def for_model(cls, model: Any) -> "LevelChooser":
@@ -107,8 +121,11 @@ class LevelChooser:
     def centre(self, style: int) -> float:
         return self.centres.get(int(style), self.default)
 
-    def choose(self, music_bpm: float, style: int = -1, forced: int | None = None) -> int:
-        """The level of the next unit for music at ``music_bpm``; ``forced`` wins."""
+    def choose(self, music_bpm: float, style: int = -1, forced: int | None = None, now: float | None = None) -> int:
+        """The level of the next unit for music at ``music_bpm``; ``forced`` wins.
+
+        ``now``: the beat clock's position (music beats), for ``hold_beats``;
+        None takes a better level at once."""
         if forced is not None:
             self.level = forced
             return forced
@@ -116,11 +133,17 @@ class LevelChooser:
         t = math.log(max(music_bpm, 1.0))
 
         def distance(level: int) -> float:
-            return abs(t + level * math.log(2.0) - c)
+            d = t + level * math.log(2.0) - c
+            return d * self.faster if d > 0 else -d
 
         best = min(LEVELS.values(), key=distance)
-        if self.level is None or distance(best) < distance(self.level) - self.margin:
-            self.level = best
+        if best == self.level or distance(best) >= distance(self.level) - self.margin:
+            self._candidate = None
+            return self.level
+        if best != self._candidate:
+            self._candidate, self._since = best, (now if now is not None else 0.0)
+        if now is None or now - self._since >= self.hold_beats:
+            self.level, self._candidate = best, None
         return self.level
 
 
