@@ -41,11 +41,16 @@ class Peer:
         self.link.enabled = True
 
     def read(self) -> tuple[float, float, float]:
-        """(wall time, session beat, tempo), the beat read between two wall readings."""
-        t0 = time.time()
-        beat, tempo = self.link.beat, self.link.tempo
-        t1 = time.time()
-        return 0.5 * (t0 + t1), float(beat), float(tempo)
+        """(wall time, session beat, tempo), the beat read between two wall
+        readings (the tightest of a few: a preempted read is uncertain)."""
+        reads = []
+        for _ in range(3):
+            t0 = time.time()
+            beat, tempo = self.link.beat, self.link.tempo
+            t1 = time.time()
+            reads.append((t1 - t0, 0.5 * (t0 + t1), float(beat), float(tempo)))
+        _, t, beat, tempo = min(reads)
+        return t, beat, tempo
 
     def beat_at(self, wall: float) -> float:
         t, beat, tempo = self.read()

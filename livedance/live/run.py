@@ -165,7 +165,10 @@ class LiveRunner:
                     log.info("input finished")
                     self.stopped.set()
                     break
-                now = time.monotonic()
+                # Read both clocks at one instant: the frame's music time and its
+                # timetag (wall time) must name the same moment; read apart, a busy
+                # CPU can put tens of ms between them (and OSC beats off by that much).
+                now, wall = time.monotonic(), time.time()
                 late = now - deadline
                 if late > period:
                     skipped = int(late // period)
@@ -178,7 +181,7 @@ class LiveRunner:
                     self.latency = controls.snapshot().latency_ms / 1000.0
                 present = now + self.latency  # monotonic instant the frame shows
                 state = self.sync.state(present) if self.sync is not None else None
-                frame = self.engine.frame(self._music_time(now) + self.latency, time.time() + self.latency, period, sync=state)
+                frame = self.engine.frame(self._music_time(now) + self.latency, wall + self.latency, period, sync=state)
                 if self.sync is not None:
                     self.sync.after_frame(frame, self.engine, now, present)
                 self.latest = frame

@@ -80,10 +80,21 @@ class LinkSession:
         self.quantum = float(quantum)
 
     def read(self) -> LinkReading:
+        """The session now. The beat is read between two clock readings (a few
+        microseconds apart); when the thread was preempted in between, the
+        instant is uncertain by the pause, so it reads again (the tightest of
+        three reads is kept)."""
         link = self._link
-        t0 = time.monotonic()
-        beat, tempo = link.beat, link.tempo
-        t1 = time.monotonic()
+        best = None
+        for _ in range(3):
+            t0 = time.monotonic()
+            beat, tempo = link.beat, link.tempo
+            t1 = time.monotonic()
+            if best is None or t1 - t0 < best[1] - best[0]:
+                best = (t0, t1, beat, tempo)
+            if t1 - t0 < 0.0002:
+                break
+        t0, t1, beat, tempo = best
         return LinkReading(0.5 * (t0 + t1), float(tempo), float(beat), int(link.num_peers), bool(link.playing))
 
     @property
