@@ -42,7 +42,7 @@ def test_tracker_locks_on_120bpm_from_a_real_device(pulse_sink, tmp_path: Path):
                 y = src.read(4096, timeout=0.1)
                 captured.append(y)
                 block = fx.process(y)
-                events += [st.beat_time for st in tracker.process(block.onset) if st.beat]
+                events += [st.beat_time for st in tracker.hear(block) if st.beat]
         finally:
             player.wait(timeout=10)
         overruns = src.overruns

@@ -19,7 +19,7 @@ def analyse(y: np.ndarray) -> tuple[list[BeatState], np.ndarray, BeatTracker]:
     fx = FeatureExtractor(FeatureSettings(), SR, HOP)
     tracker = BeatTracker(BeatSettings(), fx.frame_rate, fx.onset_latency)
     block = fx(y)
-    states = tracker.process(block.onset, block.bass_onset)  # as the engine feeds it
+    states = tracker.hear(block)  # as the engine feeds it
     events = np.array([s.beat_time for s in states if s.beat], dtype=np.float64)
     return states, events, tracker
 
@@ -140,7 +140,7 @@ def test_state_contract_and_offline_equals_online():
     while i < y.size:
         n = int(rng.integers(1, 40 * HOP))
         live = fx.process(y[i : i + n])
-        states += tracker.process(live.onset, live.bass_onset)
+        states += tracker.hear(live)
         i += n
     online = np.array([s.beat_time for s in states if s.beat])
     assert online.size > 15

@@ -176,7 +176,7 @@ def _real(settings: Settings, aubio: Any) -> dict[str, Any]:
         fx = FeatureExtractor(settings.features, sr, hop)
         tracker = BeatTracker(settings.beats, fx.frame_rate, fx.onset_latency)
         block = fx(y)
-        states = tracker.process(block.onset, block.bass_onset)  # the same code as hop by hop (tested)
+        states = tracker.hear(block)  # the same code as hop by hop (tested)
         cpu_ours += time.process_time() - t0
         audio_s += y.size / sr
         est = np.array([st.beat_time for st in states if st.beat])
@@ -265,7 +265,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         for i in range(0, y.size, hop):  # hop by hop, as live
             w0 = time.perf_counter()
             block = fx.process(y[i : i + hop])
-            states = tracker.process(block.onset, block.bass_onset)
+            states = tracker.hear(block)
             hop_ms.append((time.perf_counter() - w0) * 1000)
             for st in states:
                 if st.beat:

@@ -110,7 +110,7 @@ def link_lead(seconds: float) -> dict[str, Any]:
         if end > pos:
             block = features.process(audio[pos:end])
             pos = end
-            for st in tracker.process(block.onset):
+            for st in tracker.hear(block):
                 if st.beat:
                     line.add(count, float(st.beat_time), float(st.tempo))
                     count += 1

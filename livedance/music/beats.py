@@ -66,6 +66,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from livedance.config import BeatSettings
+from livedance.music.features import FeatureBlock
 
 # Normalised onsets are clipped here for the tempo and beat scores, so one
 # huge hit (a crash, a door) cannot own them; typical beats are 3-8.
@@ -84,6 +85,18 @@ _TRUST_SECONDS = 2.0
 _FIT_MAX = 8
 _STRAIGHT = 0.1
 _ANCHOR_LINE = 0.5
+# The tempo-ramp fit (see _ramp): 5 to _FIT_MAX beats; the parabola's mean
+# squared residual (hops^2) at most _RAMP_SQ and _RAMP_GAIN of the line's; the
+# last two intervals each at least _RAMP_BEND (log) off the line's period; its
+# period within _RAMP_RANGE (log) of the tempo estimate; the DP's period pulled
+# towards it with this time constant (s). Tuned on the synthetic ritardando
+# (111 -> 86 BPM in 3 s) and checked on the dev set (docs/engine.md).
+_RAMP_MIN = 5
+_RAMP_GAIN = 0.5
+_RAMP_RANGE = 0.3
+_RAMP_SQ = 0.25
+_RAMP_BEND = 0.02
+_RAMP_PULL_SECONDS = 0.75
 # Tempo ratios (log) a fill or bridge makes look like the beat; how close
 # (log) a new tempo must be to one to count as related; and how many times
 # switch_hops such a tempo must persist before the tracker takes it.
@@ -248,6 +261,13 @@ class BeatTracker:
         for run in range(3, _FIT_MAX + 1):
             k = np.arange(run, dtype=np.float64) - 0.5 * (run - 1)
             self._fit_k[run] = (k.tolist(), float(k @ k))
+        self._ramp_pull = 1.0 - math.exp(-1.0 / (_RAMP_PULL_SECONDS * fr))  # per hop
+        # and for the tempo-ramp fit (see _ramp): centred k^2 (orthogonal to 1 and k) and q.q
+        self._fit_q = {}
+        for run in range(_RAMP_MIN, _FIT_MAX + 1):
+            k = np.arange(run, dtype=np.float64) - 0.5 * (run - 1)
+            q = k * k - float(np.mean(k * k))
+            self._fit_q[run] = (q.tolist(), float(q @ q))
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -305,6 +325,11 @@ class BeatTracker:
         if bass is not None and self.settings.bass_weight:
             x = x + self.settings.bass_weight * np.asarray(bass, dtype=np.float64).ravel()
         return [self._step(v) for v in x.tolist()]
+
+    def hear(self, block: FeatureBlock) -> list[BeatState]:
+        """Advance by one feature block, hearing what the engine hears (the
+        onset plus the bass onset): the one way every caller feeds the tracker."""
+        return self.process(block.onset, block.bass_onset)
 
     def track(self, onset: np.ndarray, bass: np.ndarray | None = None) -> np.ndarray:
         """Offline: beat times (seconds) of a whole envelope, from a fresh state."""
@@ -756,11 +781,52 @@ class BeatTracker:
             period = slope if abs(math.log(slope / p)) < (0.12 if straight else 0.04) else p
             # Keep the phase half on the actual last beat; the line only smooths jitter.
             on_line = mean + slope * (self._fit_k[run][0][-1] + (1.0 if stray else 0.0))
+            if not straight and not stray and full >= _RAMP_MIN:
+                # The beats bend (a ritardando or accelerando): a parabola
+                # through them reads the tempo at their end, where the line
+                # reads their average (a tempo ramp's beats fall ever further
+                # behind a line through the older ones).
+                for n in range(full, _RAMP_MIN - 1, -1):
+                    ramp = self._ramp(y[-n:], n)
+                    if ramp is not None:
+                        break
+                if ramp is not None and abs(math.log(ramp[0] / p)) < _RAMP_RANGE:
+                    period, on_line = ramp
+                    # The DP's own period follows too (its tight step penalty
+                    # would hold the beats on the old tempo while the
+                    # autocorrelation, seconds long, catches up).
+                    self.period += self._ramp_pull * (period - self.period)
             anchor = on_line + (1.0 - _ANCHOR_LINE) * (y[-1] - on_line)
         else:
             period, anchor = p, float(b)
         self._beat_period = period
         self._anchor = anchor
+
+    def _ramp(self, y: list[float], n: int) -> tuple[float, float] | None:
+        """A tempo ramp through the beats ``y``: the period of the next beat and
+        the position of the last one on the parabola through them, if the
+        parabola fits them well (mean squared residual at most _RAMP_SQ) and
+        clearly better than a line (at most _RAMP_GAIN of its residual)."""
+        ks, kk = self._fit_k[n]
+        qs, qq = self._fit_q[n]
+        mean = sum(y) / n
+        dev = [v - mean for v in y]
+        slope = sum(k * d for k, d in zip(ks, dev)) / kk
+        curve = sum(q * d for q, d in zip(qs, dev)) / qq
+        line_sq = sum((d - slope * k) ** 2 for k, d in zip(ks, dev)) / n
+        sq = sum((d - slope * k - curve * q) ** 2 for k, q, d in zip(ks, qs, dev)) / n
+        if sq > _RAMP_SQ or sq > _RAMP_GAIN * line_sq:
+            return None
+        last = ks[-1]
+        period = slope + curve * (2.0 * last + 1.0)
+        # A real ramp, not jitter a parabola happens to fit: the last two
+        # intervals both clearly off the beats' average period, the way the
+        # curve bends (both longer in a ritardando, both shorter in an accelerando).
+        for a, b in zip(y[-3:], y[-2:]):
+            d = b - a
+            if (d - slope) * curve <= 0.0 or abs(math.log(d / slope)) < _RAMP_BEND:
+                return None
+        return period, mean + slope * last + curve * qs[-1]
 
     def _peak_offset(self, bt: int, onsets: np.ndarray) -> float:
         """Sub-hop offset of the onset peak at hop ``bt`` (parabola through the
