@@ -28,7 +28,7 @@ def test_defaults_and_snapshot_is_immutable():
         ("temperature", 0.0, -0.1),
         ("seed", 2**31 - 1, -1),
         ("tempo_override", 240.0, 300.0),
-        ("dancers", 16, 0),
+        ("dancers", 64, 65),
         ("latency_ms", 2000.0, 2500.0),
     ],
 )

@@ -43,8 +43,10 @@ def apply_engine_args(args: argparse.Namespace, settings: Settings) -> None:
             setattr(es, field, value)
     if getattr(args, "latency", None) is not None:
         es.latency_ms = float(args.latency)
-    if es.dancers < 1 or es.dancers > 16:
-        raise UserError(f"--dancers {es.dancers} is out of range (use 1 to 16)")
+    from livedance.live.controls import MAX_DANCERS
+
+    if not 1 <= es.dancers <= MAX_DANCERS:
+        raise UserError(f"--dancers {es.dancers} is out of range (use 1 to {MAX_DANCERS})")
     from livedance.model.device import resolve_compute
 
     resolve_compute(es.compute)  # a GPU asked for where there is none fails before anything opens

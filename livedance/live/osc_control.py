@@ -11,7 +11,7 @@ Addresses (numbers may be int or float; T/F count as 1/0):
     /livedance/control/resume       -  carry on dancing
     /livedance/control/tempo        [f]  force BPM 40..240; 0 or no argument = automatic
     /livedance/control/tap          -  tap tempo (the server timestamps the tap)
-    /livedance/control/dancers      i  number of dancers, 1..16
+    /livedance/control/dancers      i  number of dancers, 1..64
     /livedance/control/latency      f  output latency to compensate, ms, 0..2000
     /livedance/control/level        [i|s]  metrical level: -1 / "half", 0 / "normal", 1 / "double";
                                        "auto" or no argument = chosen by tempo
