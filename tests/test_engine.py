@@ -390,3 +390,20 @@ def test_a_drifting_tap_is_corrected_by_the_music_when_asked(follow: bool):
     idx = np.clip(np.searchsorted(beats, cross), 1, len(beats) - 1)
     err = np.minimum(np.abs(beats[idx] - cross), np.abs(beats[idx - 1] - cross))
     assert np.median(err) < 0.04, err
+
+
+def test_energy_asked_of_the_composer_stops_at_the_liveliest_styles_typical_speed():
+    """Loud music plus "wilder" asked for the most energetic unit of the data
+    (2.5 m/s), whose kind skated out of the realism envelope; the request now
+    stops at the fastest style's median speed, and quieter music still asks
+    for less."""
+    settings = Settings()
+    settings.engine.energy_bias = 1.0
+    eng = build_engine(settings)
+    cap = max(s.median("speed") for s in eng.model.envelope.styles.values())
+    eng.music.energy = 1.0
+    loud, *_ = eng._context()
+    assert float(loud.energy) == pytest.approx(cap) and cap < float(eng.model.descriptors.level_to_value(1, 1.0))
+    eng.settings.engine.energy_bias = -0.8
+    quiet, *_ = eng._context()
+    assert float(quiet.energy) < 0.7 * cap

@@ -164,6 +164,8 @@ class Engine:
         self.tap_clock_offset = 0.0
         self._target = 0.0  # the dance weight's target on the last frame (1 dancing, 0 idle)
         self.levels = LevelChooser.for_model(model)
+        envelope = getattr(model, "envelope", None)  # the realism envelope of the training takes, if stored
+        self._energy_cap = None if envelope is None else np.float32(max(s.median("speed") for s in envelope.styles.values()))
         self.forced_level = parse_level(es.level)  # the setting; a level control replaces it
         self.level = 0  # metrical level of the unit playing (see livedance.live.level)
         self.frame_index = 0  # never reset: receivers order frames by it
@@ -262,6 +264,11 @@ class Engine:
         # The composer is asked for units danced at the tempo they will be
         # played at: half the music's in half-time.
         ctx = self.model.descriptors.context_from_levels(dance_tempo(tempo, level), energy, m.busyness, style)
+        if self._energy_cap is not None:
+            # Loud music or "wilder" asked for the top of the training units'
+            # energies (up to 2.5 m/s): far past the liveliest style's typical
+            # 1.65, and the units made for it skated out of the envelope.
+            ctx.energy = np.minimum(ctx.energy, self._energy_cap)
         if self.heard is not None:
             ctx.audio = self.heard.window()  # the music heard so far, no look-ahead
         return ctx, temperature, level
