@@ -13,15 +13,28 @@ does, and per span of two music beats we compare
 as a Pearson correlation over all spans of all held-out songs; and the
 beat-alignment score of the generated dance against the song's beats (the
 rendered beat times, which the engine never sees). The real held-out dance is
-scored the same way as a reference.
+scored the same way as a reference. Held out are the test and validation
+takes (``--splits``): training only logs the validation loss, it never
+selects or steps on it, and the test takes alone are 53 units (7 takes of
+3-17 s).
 
-    python scripts/paired_proof.py --data DIR... --checkpoints desc.pt audio.pt [--seconds 40] [--json OUT]
+The composer alone is also scored with the same mid energy asked of every
+unit (``composer_link``): what is left of the loudness-energy link there
+comes from the music it hears (and from tempo, which both composers read).
+
+With several ``--seed`` values every figure is given per seed, then as mean
+[min, max], and each checkpoint after the first is compared with the first
+(the baseline) seed by seed: the mean difference, on how many seeds it is
+ahead, and the one-sided sign-test p (all of 5 seeds ahead: p = 0.031).
+
+    python scripts/paired_proof.py --data DIR... --checkpoints desc.pt audio.pt [--splits test val] [--seconds 40] [--seed 0 1 2 3 4] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -51,6 +64,19 @@ def _r(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def _spread(v: list[float]) -> dict[str, float]:
+    return {"mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v))}
+
+
+def _paired(a: list[float], base: list[float]) -> dict[str, float]:
+    """Seed-by-seed comparison of ``a`` with ``base``: mean difference, seeds where
+    ``a`` is ahead, and the one-sided sign-test p of that many or more (ties count against)."""
+    d = np.asarray(a) - np.asarray(base)
+    n, k = len(d), int(np.sum(d > 0))
+    p = sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n
+    return {"mean_diff": float(d.mean()), "ahead": k, "sign_p": float(p)}
+
+
 def pin(model: object) -> None:
     """Make the descriptor levels the engine measures (loudness, onset density) reach the composer as 0.5."""
     stats = model.descriptors  # type: ignore[attr-defined]
@@ -62,7 +88,7 @@ def pin(model: object) -> None:
     stats.context_from_levels = pinned
 
 
-def composer_link(checkpoint: Path, data: object, roots: list[Path], held: list[int], args: argparse.Namespace) -> float:
+def composer_link(checkpoint: Path, data: object, paired: object, held: list[int], seed: int) -> float:
     """The composer alone, on the held-out sequences' units in order: asked for the
     *same* mid energy and busyness every unit (at the unit's own tempo), hearing
     the training-identical music window when it has an encoder. r between each
@@ -74,11 +100,9 @@ def composer_link(checkpoint: Path, data: object, roots: list[Path], held: list[
     from livedance.model.context import MusicContext
     from livedance.motion.kinematic_beats import mean_joint_speed
     from livedance.train.composer import audio_windows
-    from livedance.train.paired import pair
 
     model = load_checkpoint(checkpoint)
     settings = Settings()
-    _, paired = pair(data, roots, f"synthetic:{args.music_seed}", settings)
     rms = paired.pooled[:, :, settings.features.n_mels + 1].mean(1)  # RMS dB channel
     prev = np.full(len(data.units), -1)
     for seq in data.order:
@@ -91,7 +115,7 @@ def composer_link(checkpoint: Path, data: object, roots: list[Path], held: list[
     loud, moved = [], []
     for k in held:
         seq = np.asarray(data.order[k])
-        state = model.new_state(1, args.seed)
+        state = model.new_state(1, seed)
         units = []
         for u in seq:
             ctx = MusicContext(tempo_bpm=float(data.tempo[u]), energy=mid_e, busyness=mid_b,
@@ -111,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", nargs="+", required=True, help="the motion folders the checkpoints were trained on")
     p.add_argument("--checkpoints", nargs="+", required=True, type=Path)
     p.add_argument("--music-seed", type=int, default=0, help="the N of --music synthetic:N used in training (default 0)")
+    p.add_argument("--splits", nargs="+", default=["test", "val"], choices=["test", "val"],
+                   help="held-out takes to dance to (default both: training never steps on val, it only logs its loss)")
     p.add_argument("--seconds", type=float, default=40.0, help="dance at most this much of each held-out song")
     p.add_argument("--skip", type=float, default=4.0, help="seconds at each song's start not scored (the dancer walks in)")
-    p.add_argument("--seed", type=int, default=0, help="engine seed")
+    p.add_argument("--seed", type=int, nargs="+", default=[0], help="engine seed(s); several: per-seed figures, summary and paired comparison")
     p.add_argument("--pin-levels", action="store_true",
                    help="ablation: the composer is told a fixed mid energy and busyness whatever it hears, so any "
                         "link left between loudness and energy comes through its music encoder")
@@ -127,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     from livedance.live.run import frames_offline
     from livedance.motion import dataset as ds
     from livedance.motion.kinematic_beats import beat_alignment_score, kinematic_beats
-    from livedance.train.paired import stem_of, synthetic_music
+    from livedance.train.paired import pair, stem_of, synthetic_music
 
     torch.set_num_threads(1)
     data = ds.load_unit_dataset([Path(d) for d in args.data])
@@ -136,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     music = synthetic_music(data, args.music_seed, sr)
     sources = {s.path.stem: s.path for s in ds.find_sources([Path(d) for d in args.data])}
     held = [k for k, n in enumerate(data.sequence_names) if n == stem_of(n) and len(data.order[k])
-            and str(data.split[data.order[k][0]]) == "test"]
+            and str(data.split[data.order[k][0]]) in args.splits]
     songs = []
     for k in held:
         name = data.sequence_names[k]
@@ -157,26 +183,47 @@ def main(argv: list[str] | None = None) -> int:
         return {"loudness_energy_r": float(np.corrcoef(loud, moved)[0, 1]), "per_song_r_mean": float(np.nanmean(per_song)),
                 "beat_alignment": float(np.mean(bas)), "spans": int(len(loud))}
 
-    results = {"real dance": score([s[4][: int(len(s[1]) / sr * fps)] for s in songs])}
-    for ckpt in args.checkpoints:
-        settings.engine.checkpoint = str(ckpt)
-        settings.engine.seed = args.seed
-        dances = []
-        for _, y, _, _, _ in songs:
-            engine = build_engine(settings)
-            if args.pin_levels:
-                pin(engine.model)
-            dances.append(np.stack([f.joints[0] for f in frames_offline(engine, y, sr, fps)]))
-        results[str(ckpt)] = score(dances)
-    print(f"{'engine, causal':40s} {'r(loudness, energy)':>20s} {'per-song r':>11s} {'BAS':>6s}")
-    for name, r in results.items():
-        print(f"{name:40s} {r['loudness_energy_r']:20.3f} {r['per_song_r_mean']:11.3f} {r['beat_alignment']:6.3f}")
-    composer = {str(c): composer_link(c, data, [Path(d) for d in args.data], held, args) for c in args.checkpoints}
-    print(f"{'composer alone, mid energy asked':40s} {'r(loudness, energy)':>20s}")
-    for name, r in composer.items():
-        print(f"{name:40s} {r:20.3f}")
+    # The units' music as training pooled it (all units of these folders are paired with synthetic music).
+    _, paired_units = pair(data, [Path(d) for d in args.data], f"synthetic:{args.music_seed}", settings)
+    reference = score([s[4][: int(len(s[1]) / sr * fps)] for s in songs])
+    runs: list[dict[str, dict[str, float]]] = []  # per seed: checkpoint -> figures
+    for seed in args.seed:
+        results: dict[str, dict[str, float]] = {}
+        for ckpt in args.checkpoints:
+            settings.engine.checkpoint = str(ckpt)
+            settings.engine.seed = seed
+            dances = []
+            for _, y, _, _, _ in songs:
+                engine = build_engine(settings)
+                if args.pin_levels:
+                    pin(engine.model)
+                dances.append(np.stack([f.joints[0] for f in frames_offline(engine, y, sr, fps)]))
+            results[str(ckpt)] = score(dances)
+            results[str(ckpt)]["composer_alone_r"] = composer_link(ckpt, data, paired_units, held, seed)
+        runs.append(results)
+        print(f"seed {seed}: {'r(loudness, energy)':>20s} {'per-song r':>11s} {'BAS':>6s} {'composer alone r':>17s}")
+        print(f"{'real dance':40s} {reference['loudness_energy_r']:20.3f} {reference['per_song_r_mean']:11.3f} "
+              f"{reference['beat_alignment']:6.3f}")
+        for name, r in results.items():
+            print(f"{name:40s} {r['loudness_energy_r']:20.3f} {r['per_song_r_mean']:11.3f} {r['beat_alignment']:6.3f} "
+                  f"{r['composer_alone_r']:17.3f}")
+    keys = ["loudness_energy_r", "per_song_r_mean", "beat_alignment", "composer_alone_r"]
+    names = [str(c) for c in args.checkpoints]
+    summary = {n: {k: _spread([run[n][k] for run in runs]) for k in keys} for n in names}
+    paired = {n: {k: _paired([run[n][k] for run in runs], [run[names[0]][k] for run in runs]) for k in keys}
+              for n in names[1:]}
+    if len(args.seed) > 1:
+        print(f"over seeds {' '.join(map(str, args.seed))}: mean [min, max]")
+        for n in names:
+            print(f"{n:40s} " + "  ".join(f"{k} {summary[n][k]['mean']:.3f} [{summary[n][k]['min']:.2f}, {summary[n][k]['max']:.2f}]"
+                                         for k in keys))
+        for n in names[1:]:
+            print(f"{n} vs {names[0]}, seed by seed: " + "  ".join(
+                f"{k} {paired[n][k]['mean_diff']:+.3f} ahead {paired[n][k]['ahead']}/{len(args.seed)} p={paired[n][k]['sign_p']:.3f}"
+                for k in keys))
     if args.json:
-        args.json.write_text(json.dumps({"songs": [s[0] for s in songs], "engine": results, "composer": composer,
+        args.json.write_text(json.dumps({"songs": [s[0] for s in songs], "real dance": reference, "seeds": list(args.seed),
+                                         "runs": runs, "summary": summary, "paired": paired,
                                          "args": {k: str(v) for k, v in vars(args).items()}}, indent=1))
     return 0
 
