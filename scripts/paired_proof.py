@@ -130,6 +130,46 @@ def composer_link(checkpoint: Path, data: object, paired: object, held: list[int
     return float(np.corrcoef(loud, moved)[0, 1])
 
 
+def held_music(checkpoint: Path, data: object, paired: object, seed: int, share: float = 0.1, n: int = 12) -> dict[str, float]:
+    """The composer alone, hearing one window the whole time: the window before
+    each of ``n`` units among the ``share`` loudest (newest heard unit's RMS) and
+    as many among the quietest; 4 dancers make 6 units at 100 BPM, mid energy
+    asked, and units 3-6 are scored (mean joint speed, m/s). Also the real
+    energy of the units after those windows, for scale."""
+    from livedance.eval.dances import render
+    from livedance.model.checkpoint import load_checkpoint
+    from livedance.model.context import MusicContext
+    from livedance.motion.kinematic_beats import mean_joint_speed
+    from livedance.train.paired import unit_windows
+
+    model = load_checkpoint(checkpoint)
+    if model.audio is None:
+        return {}
+    win = unit_windows(model.audio, data, paired)
+    rms = model.audio.settings.n_mels + 1  # RMS dB channel
+    newest = win[:, -1, :, rms].mean(1)
+    full = win[:, 0, 0, -1] > 0  # all four heard units are music, not padding
+    cut = np.quantile(newest[full], [share, 1 - share])
+    out: dict[str, float] = {}
+    for name, pick in (("quiet", full & (newest <= cut[0])), ("loud", full & (newest >= cut[1]))):
+        idx = np.flatnonzero(pick)[:n]
+        moved = []
+        for i in idx:
+            state = model.new_state(4, seed)
+            ctx = MusicContext(tempo_bpm=100.0, energy=float(np.median(data.energy)), busyness=float(np.median(data.busyness)),
+                               audio=win[i])
+            units = []
+            for _ in range(6):
+                feats, state = model.next_unit(state, ctx)
+                units.append(feats)
+            for b in range(4):
+                dance = render(np.stack([u[b] for u in units[2:]]), np.full(4, 100.0))
+                moved.append(float(mean_joint_speed(dance.joints, dance.fps).mean()))
+        out[f"{name}_generated"] = float(np.mean(moved))
+        out[f"{name}_real"] = float(np.mean(np.asarray(data.energy)[idx]))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", nargs="+", required=True, help="the motion folders the checkpoints were trained on")
@@ -143,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pin-levels", action="store_true",
                    help="ablation: the composer is told a fixed mid energy and busyness whatever it hears, so any "
                         "link left between loudness and energy comes through its music encoder")
+    p.add_argument("--held-music", action="store_true",
+                   help="only the held-music check: each checkpoint that hears, given the window of loud and of quiet "
+                        "training music the whole time (held_music); no engine runs")
     p.add_argument("--json", type=Path, help="write the figures here too")
     args = p.parse_args(argv)
 
@@ -185,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # The units' music as training pooled it (all units of these folders are paired with synthetic music).
     _, paired_units = pair(data, [Path(d) for d in args.data], f"synthetic:{args.music_seed}", settings)
+    if args.held_music:
+        for ckpt in args.checkpoints:
+            for seed in args.seed:
+                print(f"{ckpt} seed {seed}: " + "  ".join(f"{k} {v:.2f} m/s" for k, v in held_music(ckpt, data, paired_units, seed).items()))
+        return 0
     reference = score([s[4][: int(len(s[1]) / sr * fps)] for s in songs])
     runs: list[dict[str, dict[str, float]]] = []  # per seed: checkpoint -> figures
     for seed in args.seed:
