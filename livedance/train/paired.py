@@ -134,8 +134,7 @@ def synthetic_music(
     holds for bars (a verse, a chorus, a drop) and the dance follows it. With
     loudness following each unit's energy instead, the music the engine has
     heard when it composes a unit (``lag`` units earlier) says little about the
-    unit (r 0.43 in the shared takes against 0.71 with 8-unit sections), so
-    there was nothing for a composer that hears music to learn. The descriptor
+    unit, so there was little for a composer that hears music to learn. The descriptor
     composer gets the same music (its live loudness level is measured on it)."""
     from livedance.music.synth import render_on_beats
 
