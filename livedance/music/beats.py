@@ -88,15 +88,21 @@ _ANCHOR_LINE = 0.5
 # The tempo-ramp fit (see _ramp): 5 to _FIT_MAX beats; the parabola's mean
 # squared residual (hops^2) at most _RAMP_SQ and _RAMP_GAIN of the line's; the
 # last two intervals each at least _RAMP_BEND (log) off the line's period; its
-# period within _RAMP_RANGE (log) of the tempo estimate; the DP's period pulled
+# period _RAMP_FROM to _RAMP_RANGE (log) off the tempo estimate (nearer, the
+# line's 4 % window serves: drum & bass fills bend the beats 5 % for a bar,
+# and a parabola through them would report it); the DP's period pulled
 # towards it with this time constant (s). Tuned on the synthetic ritardando
 # (111 -> 86 BPM in 3 s) and checked on the dev set (docs/engine.md).
 _RAMP_MIN = 5
 _RAMP_GAIN = 0.5
+_RAMP_FROM = 0.07
 _RAMP_RANGE = 0.3
 _RAMP_SQ = 0.25
 _RAMP_BEND = 0.02
 _RAMP_PULL_SECONDS = 0.75
+# A tempo switch's metrical level: half or double the new tempo is taken if
+# within this (log) of the beats' period (see _update_tempo).
+_NEAR_BEATS = 0.1
 # Tempo ratios (log) a fill or bridge makes look like the beat; how close
 # (log) a new tempo must be to one to count as related; and how many times
 # switch_hops such a tempo must persist before the tracker takes it.
@@ -472,6 +478,16 @@ class BeatTracker:
             self._candidate, self._candidate_count = lag, 1
         need = s.switch_hops * (3 if octave else _RELATED_PERSIST if related else 1)
         if clear or self._candidate_count * 2 >= need or self._strength < 0.05:
+            if clear and self._confidence >= s.min_confidence:
+                # The held tempo lost its support while the beats still lock:
+                # often a tempo that ramped away (an accelerando the estimate
+                # lagged), which the autocorrelation's prior then reads at
+                # half or double. If half or double the new tempo lies within
+                # _NEAR_BEATS of the beats' own period, take that level
+                # (a new song at another tempo lies further off either way).
+                for f in (0.5, 2.0):
+                    if self._lag_min <= f * lag <= self._lag_max and abs(math.log(f * lag / self._beat_period)) < _NEAR_BEATS:
+                        lag = f * lag
             self.period = lag
             self._candidate_count = 0
             self._held_ref = float(score[k])
@@ -790,7 +806,7 @@ class BeatTracker:
                     ramp = self._ramp(y[-n:], n)
                     if ramp is not None:
                         break
-                if ramp is not None and abs(math.log(ramp[0] / p)) < _RAMP_RANGE:
+                if ramp is not None and _RAMP_FROM <= abs(math.log(ramp[0] / p)) < _RAMP_RANGE:
                     period, on_line = ramp
                     # The DP's own period follows too (its tight step penalty
                     # would hold the beats on the old tempo while the
