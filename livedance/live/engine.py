@@ -199,7 +199,7 @@ class Engine:
         block = self.features.process(samples)
         if len(block.onset) == 0:
             return
-        states = self.tracker.process(block.onset, block.bass_onset)
+        states = self.tracker.hear(block)
         heard = self.listener.update(block.rms, block.onset, np.fromiter((x.phase for x in states), np.float64, len(states)))
         m = self.music
         last = states[-1]
