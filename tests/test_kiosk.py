@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from livedance.bench.xvfb import start_xvfb
 from livedance.motion.io import load_motion
 from test_faults import OscFrames, _fault_summary, _play, _private_pulse, fault  # noqa: F401 - fixture
 
@@ -26,18 +27,10 @@ SCREEN = (480, 270)
 
 
 def _xvfb() -> tuple[subprocess.Popen[bytes], str]:
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
-        pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    with os.fdopen(read_fd) as f:
-        number = f.readline().strip()
-    if not number:
-        proc.kill()
-        pytest.skip("Xvfb did not start")
-    return proc, f":{number}"
+    started = start_xvfb(*SCREEN)
+    if started is None:
+        pytest.skip("Xvfb is missing or did not start (apt-get install xvfb)")
+    return started
 
 
 def _beat(path: Path) -> dict:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pytest
 
+from livedance.bench.xvfb import start_xvfb
 from livedance.config import ViewerSettings
 from livedance.errors import UserError
 from livedance.frames import Frame
@@ -51,31 +50,21 @@ def settings(**kw: object) -> ViewerSettings:
 
 @pytest.fixture(scope="module")
 def xvfb() -> Iterator[str]:
-    if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb not installed (apt-get install xvfb)")
-    read_fd, write_fd = os.pipe()
-    # -displayfd: Xvfb picks a free display number and writes it when ready.
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
-        pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
+    started = start_xvfb(*SCREEN)
+    if started is None:
+        pytest.skip("Xvfb is missing or did not start (apt-get install xvfb)")
+    proc, display = started
+    old = os.environ.get("DISPLAY")
+    os.environ["DISPLAY"] = display
     try:
-        with os.fdopen(read_fd) as f:
-            number = f.readline().strip()
-        if not number:
-            pytest.skip("Xvfb did not start")
-        old = os.environ.get("DISPLAY")
-        os.environ["DISPLAY"] = f":{number}"
-        yield os.environ["DISPLAY"]
+        yield display
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-        if "old" in locals():
-            if old is None:
-                os.environ.pop("DISPLAY", None)
-            else:
-                os.environ["DISPLAY"] = old
+        if old is None:
+            os.environ.pop("DISPLAY", None)
+        else:
+            os.environ["DISPLAY"] = old
 
 
 def run_for(viewer: Viewer, until: Callable[[], bool], limit: float = 30.0) -> None:

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from livedance.bench.xvfb import start_xvfb
 from livedance.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -156,23 +157,6 @@ def _start_pulse(runtime: Path) -> subprocess.Popen[bytes]:
     raise UserError("bench soak --live: could not start a private PulseAudio server")
 
 
-def _start_xvfb() -> tuple[subprocess.Popen[bytes] | None, str | None]:
-    if not shutil.which("Xvfb"):
-        return None, None
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "640x360x24", "-nolisten", "tcp"],
-        pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    with os.fdopen(read_fd) as f:
-        number = f.readline().strip()
-    if not number:
-        proc.kill()
-        return None, None
-    return proc, f":{number}"
-
-
 def _percentiles(x: np.ndarray) -> dict[str, float]:
     if not x.size:
         return {}
@@ -191,7 +175,7 @@ def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
         runtime = tmp / "pulse"
         runtime.mkdir()
         pulse = _start_pulse(runtime)
-        xvfb, display = _start_xvfb()
+        xvfb, display = start_xvfb() or (None, None)
         os.environ["PULSE_SERVER"] = f"unix:{runtime}/native"  # this process's player, and perform
         rx = FrameReceiver()
         rec = tmp / "soak.npz"
