@@ -7,7 +7,6 @@ import pytest
 
 from conftest import shared_data
 
-from livedance import skeleton as sk
 from livedance.errors import UserError
 from livedance.motion import dataset as ds
 from livedance.motion.aistpp import save_aistpp

@@ -919,7 +919,6 @@ class BeatTracker:
     def _report(self) -> BeatState:
         s = self.settings
         t = self._t
-        now_hop = float(t)
         period = self._beat_period
         activity = self._recent / max(self._level / max(self._level_w, 1e-12), s.silence_level)
         act = min(1.0, max(0.0, (activity - 0.15) / 0.35)) if self._recent > s.silence_level else 0.0
