@@ -303,13 +303,16 @@ def build_unit_dataset(sources: list[SourceFile], progress: bool = True) -> Unit
         return _build(sources, progress)
 
 
-def _build(sources: list[SourceFile], progress: bool) -> UnitDataset:
-    splits = assign_splits(_group(sources))
+def take_files(
+    sources: list[SourceFile], desc: str, progress: bool
+) -> Iterator[tuple[SourceFile, MotionClip, np.ndarray, float | None]]:
+    """Each file with its clip, world joints and its take's tempo, a take at a
+    time (the files of one take share a tempo), behind a progress bar. A take
+    whose tempo cannot be found is skipped with a warning."""
     by_take: dict[str, list[SourceFile]] = {}
     for src in sources:
         by_take.setdefault(src.take, []).append(src)
-    parts: list[_Part] = []
-    with tqdm(total=len(sources), desc="dance units", unit="file", disable=not progress, leave=False) as bar:
+    with tqdm(total=len(sources), desc=desc, unit="file", disable=not progress, leave=False) as bar:
         for take, srcs in by_take.items():
             clips = [load_clip(src.path) for src in srcs]
             joints = [c.joints() for c in clips]
@@ -320,11 +323,18 @@ def _build(sources: list[SourceFile], progress: bool) -> UnitDataset:
                 bar.update(len(srcs))
                 continue
             for src, clip, j in zip(srcs, clips, joints):
-                try:
-                    parts.extend(_units_of(clip, j, bpm, src, augment=splits[take] == "train"))
-                except ValueError as exc:  # too short for tempo estimation
-                    log.warning("%s: skipped (%s)", src.path, exc)
+                yield src, clip, j, bpm
                 bar.update(1)
+
+
+def _build(sources: list[SourceFile], progress: bool) -> UnitDataset:
+    splits = assign_splits(_group(sources))
+    parts: list[_Part] = []
+    for src, clip, j, bpm in take_files(sources, "dance units", progress):
+        try:
+            parts.extend(_units_of(clip, j, bpm, src, augment=splits[src.take] == "train"))
+        except ValueError as exc:  # too short for tempo estimation
+            log.warning("%s: skipped (%s)", src.path, exc)
     return _assemble(parts, splits)
 
 

@@ -269,34 +269,18 @@ def measure_envelope(roots: Iterable[str | Path], progress: bool = False) -> Mot
     Raises:
         UserError: a root is missing.
     """
-    from tqdm import tqdm
-
-    from livedance.motion.dataset import find_sources, load_clip, take_tempo
+    from livedance.motion.dataset import find_sources, take_files
     from livedance.motion.kinematic_beats import beat_grid, estimate_tempo
 
     roots = [Path(r) for r in roots]
-    sources = find_sources(roots)
-    by_take: dict[str, list[Any]] = {}
-    for src in sources:
-        by_take.setdefault(src.take, []).append(src)
     stats: dict[str, list[MotionStats]] = {}
     tempi: dict[str, list[float]] = {}
-    with tqdm(total=len(sources), desc="envelope", unit="file", disable=not progress, leave=False) as bar:
-        for take, srcs in by_take.items():
-            joints = [load_clip(s.path).joints() for s in srcs]
-            try:
-                bpm = take_tempo(srcs, joints)
-            except ValueError as exc:
-                log.warning("take %s: skipped (%s)", take, exc)
-                bar.update(len(srcs))
-                continue
-            for src, j in zip(srcs, joints):
-                bar.update(1)
-                try:
-                    beats = beat_grid(j, METRIC_FPS, estimate_tempo(j, METRIC_FPS, bpm=bpm)) / METRIC_FPS
-                except ValueError as exc:  # too short for tempo estimation, as the dataset skips it
-                    log.warning("%s: skipped (%s)", src.path, exc)
-                    continue
-                stats.setdefault(src.style, []).append(motion_stats(j, METRIC_FPS, beats))
-                tempi.setdefault(src.style, []).extend((60.0 / np.diff(beats)).tolist())
+    for src, _, j, bpm in take_files(find_sources(roots), "envelope", progress):
+        try:
+            beats = beat_grid(j, METRIC_FPS, estimate_tempo(j, METRIC_FPS, bpm=bpm)) / METRIC_FPS
+        except ValueError as exc:  # too short for tempo estimation, as the dataset skips it
+            log.warning("%s: skipped (%s)", src.path, exc)
+            continue
+        stats.setdefault(src.style, []).append(motion_stats(j, METRIC_FPS, beats))
+        tempi.setdefault(src.style, []).extend((60.0 / np.diff(beats)).tolist())
     return summarise(stats, tempi, " ".join(r.name for r in roots))
