@@ -114,6 +114,7 @@ class DeviceSource(AudioSource):
         self._inv_ch = np.float32(1.0 / len(self.picked))
         self._raw = np.zeros(self._ring.capacity, dtype=np.float32)
         self._stream: Any = None
+        self._latency = 0.0  # PortAudio's input latency of the last stream opened, seconds
         self._conditioner = Conditioner(self.device_rate, self.sample_rate)
         self._xruns = 0
         self._callbacks = 0
@@ -137,13 +138,11 @@ class DeviceSource(AudioSource):
     @property
     def input_latency(self) -> float:
         """Seconds from the sound reaching the device to its samples reaching
-        us, as PortAudio reports it for the open stream (0 while none is open):
-        every beat the tracker hears is this late, so the runner adds it."""
-        stream = self._stream
-        try:
-            return max(0.0, float(stream.latency)) if stream is not None else 0.0
-        except Exception:  # noqa: BLE001 - a dying stream: no figure, no compensation
-            return 0.0
+        us, as PortAudio reported it for the last stream opened (0 before one):
+        every beat the tracker hears is this late, so the runner adds it. It is
+        held through a lost device: dropping it to 0 would step the music
+        clock back by the latency."""
+        return self._latency
 
     def describe(self) -> str:
         """One line for the user: which input, at what rate and channels, how late."""
@@ -227,6 +226,10 @@ class DeviceSource(AudioSource):
             log.debug("audio input still unavailable: %s", exc)
             return False
         self._stream = stream
+        try:
+            self._latency = max(0.0, float(stream.latency))
+        except Exception:  # noqa: BLE001 - no figure from this host API: keep the last one
+            pass
         # Grace period: a fresh PulseAudio stream can take ~1.5 s to deliver
         # its first block, which is not a lost device.
         self._last_progress = time.monotonic() + _FIRST_BLOCK_GRACE
