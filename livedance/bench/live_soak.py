@@ -176,7 +176,9 @@ def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
         runtime.mkdir()
         pulse = _start_pulse(runtime)
         xvfb, display = start_xvfb() or (None, None)
-        os.environ["PULSE_SERVER"] = f"unix:{runtime}/native"  # this process's player, and perform
+        # This process's player and perform both talk to the private server, and
+        # to its sink by name: an inherited PULSE_SINK names a sink it lacks.
+        os.environ.update(PULSE_SERVER=f"unix:{runtime}/native", PULSE_SINK="soak", PULSE_SOURCE="soak.monitor")
         rx = FrameReceiver()
         rec = tmp / "soak.npz"
         env = {**os.environ, "PULSE_SOURCE": "soak.monitor", "PULSE_SINK": "soak"}
