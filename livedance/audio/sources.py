@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,6 +129,8 @@ class DeviceSource(AudioSource):
         self._overrun_log_at = 0.0
         self.device_lost = False
         self.lost_count = 0
+        self._reopener: threading.Thread | None = None
+        self._closed = False
         self.samples_read = 0  # analysis-rate samples delivered
         self._recording: Any = None  # soundfile.SoundFile the input is recorded to (live --video)
 
@@ -225,6 +228,10 @@ class DeviceSource(AudioSource):
                 raise UserError(f"cannot open audio input '{self.device.name}': {exc} (see `livedance devices`)") from None
             log.debug("audio input still unavailable: %s", exc)
             return False
+        if self._closed:  # closed while this reopen was under way
+            stream.abort()
+            stream.close()
+            return False
         self._stream = stream
         try:
             self._latency = max(0.0, float(stream.latency))
@@ -278,9 +285,13 @@ class DeviceSource(AudioSource):
         deadline = now + timeout
         while True:
             if self.device_lost:
-                if time.monotonic() >= self._next_retry:
+                if time.monotonic() >= self._next_retry and not (self._reopener and self._reopener.is_alive()):
+                    # Reopening can block (PortAudio's re-initialisation, a sound
+                    # server coming back): never on the reader's thread, which is
+                    # the frame clock's. Meanwhile the runner hears silence.
                     self._next_retry = time.monotonic() + self.settings.retry_seconds
-                    self._open()
+                    self._reopener = threading.Thread(target=self._open, name="livedance-audio-reopen", daemon=True)
+                    self._reopener.start()
             else:
                 self._watchdog()
             if self._ring.available or time.monotonic() >= deadline:
@@ -322,6 +333,7 @@ class DeviceSource(AudioSource):
             self._recording.write(np.zeros(int(round(seconds * self.device_rate)), np.float32))
 
     def close(self) -> None:
+        self._closed = True
         self._close_stream()
         recording, self._recording = self._recording, None
         if recording is not None:
