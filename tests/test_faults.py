@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -732,9 +733,15 @@ def test_audio_device_vanishes_and_comes_back_while_performing(song: Path, tmp_p
     print("after the freeze:", round(p.rx.fps_between(o0, o1), 1), "fps;", [x for x in p.stderr.splitlines() if "overrun" in x])
     with fault("input overruns (process frozen 2 s, smallest ring)"):
         assert p.rx.fps_between(o0, o1) >= MIN_FPS
-        assert "overrun" in p.stderr
-        # ... and the frozen process did not take its own pause for a lost device.
-        assert p.stderr.count("' lost (") == 1, p.stderr[-3000:]
+        # On resume the backlog either overflows the ring (an overrun is
+        # logged) or PortAudio's ALSA poll fails and the stream stops (seen in
+        # a fresh-clone CI run): then it must be reopened. Either way the
+        # frozen process must not take its own pause for a stalled device.
+        losses = re.findall(r"' lost \(([^)]*)\)", p.stderr)
+        assert len(losses) in (1, 2) and p.stderr.count("is back") == len(losses), p.stderr[-3000:]
+        assert "overrun" in p.stderr or losses[0] == "stream stopped", p.stderr[-3000:]
+        if len(losses) == 2:
+            assert losses[0] == "stream stopped", p.stderr[-3000:]
     with fault("audio device vanishes (PulseAudio server killed) and comes back"):
         assert code == 0, p.stderr[-3000:]
         assert "lost" in p.stderr and "is back" in p.stderr, p.stderr[-3000:]
