@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -43,6 +44,7 @@ import numpy as np
 
 from livedance.bench.xvfb import start_xvfb
 from livedance.errors import UserError
+from livedance.outputs.osc_packing import BUNDLE_HEADER, NTP_UNIX_OFFSET
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,9 @@ class Player:
 
 
 class FrameReceiver:
-    """The OSC receiver: (index, arrival, music time) of every frame."""
+    """The OSC receiver: (index, arrival, music time, lateness) of every frame;
+    lateness is how long after the presentation time its bundle's timetag
+    names the frame arrived."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -105,7 +109,7 @@ class FrameReceiver:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
-        self.frames: list[tuple[int, float, float]] = []
+        self.frames: list[tuple[int, float, float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -119,7 +123,11 @@ class FrameReceiver:
             at = p.find(_FRAME)
             if at >= 0:
                 index, t = struct.unpack_from(">if", p, at + len(_FRAME))
-                self.frames.append((index, time.monotonic(), t))
+                late = math.nan  # arrival wall time - the bundle's timetag
+                if p.startswith(BUNDLE_HEADER):
+                    tag = struct.unpack_from(">Q", p, len(BUNDLE_HEADER))[0]
+                    late = time.time() - (tag / 2**32 - NTP_UNIX_OFFSET)
+                self.frames.append((index, time.monotonic(), t, late))
 
     def close(self) -> None:
         self._stop.set()
@@ -243,10 +251,9 @@ def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
         performed = next((x for x in out_lines if x.startswith("performed")), "")
         words = performed.replace(",", "").split()
         sent, dropped_own = (int(words[1]), int(words[4])) if len(words) > 4 else (None, None)
-        frames = np.array(rx.frames, dtype=np.float64).reshape(-1, 3)
-        index, arrival, music = frames[:, 0], frames[:, 1], frames[:, 2]
-        order = np.argsort(index, kind="stable")
-        index, arrival, music = index[order], arrival[order], music[order]
+        frames = np.array(rx.frames, dtype=np.float64).reshape(-1, 4)
+        order = np.argsort(frames[:, 0], kind="stable")
+        index, arrival, music, late = frames[order].T
         distinct = np.unique(index)
         after = arrival > t0 + 10.0  # start-up: the first 10 s of listening
         gaps = np.diff(music)[after[1:]]
@@ -264,6 +271,9 @@ def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
             },
             "dropped": {"perform_reported": dropped_own, "music_time_gaps_after_startup": int(np.sum(gaps > 1.5 / FPS))},
             "frame_interval_ms": _percentiles(intervals),
+            # perform runs at --latency 0: a frame's timetag is the instant of
+            # its slot, so this is how long after its slot each frame arrived.
+            "arrival_after_timetag_ms": _percentiles(late[after] * 1000.0),
             "cpu_per_wall_second": round((cpu1 - cpu0) / wall, 3) if cpu1 else None,
             "rss_mb_every_minute": [s["rss_mb"] for s in samples],
             "load_average": list(os.getloadavg()),

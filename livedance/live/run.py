@@ -8,9 +8,11 @@ the same seed gives the same output, bit for bit.
 Live (``livedance perform``): three threads, as in DESIGN.md. The audio
 source's own callback fills its ring buffer; a *generator* thread keeps the
 timeline one unit ahead; the *frame* thread reads new audio, analyses it and
-emits a frame every 1/fps seconds on absolute deadlines, dropping frames
-(never the beat) when it falls behind. The caller's thread runs the window,
-if any, or just waits.
+emits the frame of every 1/fps slot on a fixed grid: a frame late by a
+little (the GIL, a busy core) is still made for its own slot and the next
+ones follow at once, so recordings and OSC receivers get an even grid;
+only a stall of more than ``_CATCH_UP`` slots drops frames (never the beat).
+The caller's thread runs the window, if any, or just waits.
 """
 
 from __future__ import annotations
@@ -32,6 +34,17 @@ log = logging.getLogger(__name__)
 #: A live input this far behind the music clock has stalled (device blocks are
 #: ~10-50 ms; the music clock snaps to the audio clock beyond 0.25 s).
 _STALLED = 0.2
+
+#: Slots the frame thread may fall behind and still make every frame (made
+#: back to back, each for its own instant); further behind, it skips ahead.
+#: A frame is at most this late (50 ms at 60 fps), the same as a dropped one
+#: would leave the picture standing.
+_CATCH_UP = 3
+
+#: The frame thread waits for the GIL after each sleep; with Python's 5 ms
+#: switch interval, the window's and the generator's threads kept it waiting
+#: past its slot (90 late frames a minute in `bench soak --live`, 21 at 1 ms).
+_SWITCH_INTERVAL = 0.001
 
 
 class Sink(Protocol):
@@ -90,6 +103,7 @@ class LiveRunner:
         self._wake = threading.Event()  # the frame thread asks the generator for units
         self.latest: Frame | None = None
         self._threads: list[threading.Thread] = []
+        self._switch_interval = sys.getswitchinterval()  # restored by stop()
         self._offset: float | None = None  # smoothed (audio clock - monotonic clock)
         self._silence = 0  # samples of silence heard in place of a lost device's audio
         from livedance.audio.sources import DeviceSource
@@ -119,7 +133,8 @@ class LiveRunner:
 
     # The audio clock advances in device-block steps; the frames need a smooth
     # one. Follow it slowly, snap when it jumps.
-    def _music_time(self, now: float) -> float:
+    def _music_time(self, now: float, at: float) -> float:
+        """Music time at monotonic instant ``at``, the audio clock read ``now``."""
         target = self._audio_time() - now
         if self._offset is None or abs(target - self._offset) > 0.25:
             self._offset = target
@@ -127,7 +142,7 @@ class LiveRunner:
             self._offset += 0.02 * (target - self._offset)
         # The input device delivers each sound this late (PortAudio's figure):
         # the music is that much further on than what has been heard.
-        return now + self._offset + self.input_latency
+        return at + self._offset + self.input_latency
 
     @property
     def input_latency(self) -> float:
@@ -152,7 +167,7 @@ class LiveRunner:
 
     def _frames(self) -> None:
         period = 1.0 / self.fps
-        deadline = time.monotonic()
+        deadline = time.monotonic()  # the next frame's slot
         window_start, window_frames = deadline, 0
         while not self.stopped.is_set():
             try:
@@ -170,20 +185,21 @@ class LiveRunner:
                 # CPU can put tens of ms between them (and OSC beats off by that much).
                 now, wall = time.monotonic(), time.time()
                 late = now - deadline
-                if late > period:
+                if late > _CATCH_UP * period:
                     skipped = int(late // period)
                     self.stats.dropped += skipped
                     deadline += skipped * period
+                slot, wall = deadline, wall - (now - deadline)  # the frame shows its slot, made late or not
                 controls = self.engine.controls
                 if self._offset is not None:  # taps come on the monotonic clock, frames on the music clock
                     self.engine.tap_clock_offset = self._offset + self.input_latency
                 if controls is not None:  # latency is a live control (OSC, keyboard)
                     self.latency = controls.snapshot().latency_ms / 1000.0
-                present = now + self.latency  # monotonic instant the frame shows
+                present = slot + self.latency  # monotonic instant the frame shows
                 state = self.sync.state(present) if self.sync is not None else None
-                frame = self.engine.frame(self._music_time(now) + self.latency, wall + self.latency, period, sync=state)
+                frame = self.engine.frame(self._music_time(now, slot) + self.latency, wall + self.latency, period, sync=state)
                 if self.sync is not None:
-                    self.sync.after_frame(frame, self.engine, now, present)
+                    self.sync.after_frame(frame, self.engine, slot, present)
                 self.latest = frame
                 if self.engine.needs_unit():
                     self._wake.set()
@@ -210,6 +226,7 @@ class LiveRunner:
                 self.stopped.wait(period)
 
     def start(self) -> None:
+        sys.setswitchinterval(_SWITCH_INTERVAL)
         self.source.start()
         for target, name in ((self._generate, "livedance-generator"), (self._frames, "livedance-frames")):
             t = threading.Thread(target=target, name=name, daemon=True)
@@ -221,6 +238,7 @@ class LiveRunner:
         self._wake.set()
         for t in self._threads:
             t.join(timeout=2.0)
+        sys.setswitchinterval(self._switch_interval)
         try:
             self.source.close()
         finally:
