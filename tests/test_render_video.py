@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -107,6 +108,22 @@ def test_live_backlog_repeats_frames_instead_of_growing(tmp_path: Path) -> None:
     # However far behind the worker fell, the video has one picture per frame sent.
     assert writer.frames_written == n
     assert int(probe(out)["video"]["nb_read_frames"]) == n
+
+
+def test_live_video_follows_the_music_clock_through_skips_and_steps_back(tmp_path: Path) -> None:
+    n = 30
+    frames = frames_from_motion(*motion(n), FPS)
+    # The frame thread skipped slots 10-14 (a stall), then the music clock
+    # stepped back by two frames (frames 22 and 23 repeat instants 20, 21).
+    sent = frames[:10] + frames[15:22] + [dataclasses.replace(f, time=f.time - 2 / FPS) for f in frames[22:]]
+    out = tmp_path / "clock.mp4"
+    with VideoWriter(out, W, H, FPS, None) as writer:
+        for f in sent:
+            writer.send(f)
+    # One video frame per music instant 0 .. 27: skipped ones hold the
+    # picture, instants already in the video are not written twice.
+    assert writer.slots_held == 5 and writer.frames_left_out == 2
+    assert int(probe(out)["video"]["nb_read_frames"]) == 28
 
 
 def test_bad_video_requests_are_user_errors(tmp_path: Path, song: Path) -> None:

@@ -100,11 +100,15 @@ class VideoWriter:
 
     * :meth:`write` renders in the calling thread (offline renders);
     * :meth:`send`, the live sink interface, never blocks: frames queue for a
-      worker thread that renders and encodes them. If the worker falls more
-      than ``max_backlog`` frames behind (llvmpipe at 720p is slower than
-      real time), new frames become repeats of the last image, so the video
-      keeps its length and stays in sync with the music. :meth:`close`
-      drains the queue.
+      worker thread that renders and encodes them. Each frame goes to the
+      video frame of its music time (``k = round((time - first) * fps)``):
+      slots a stalled frame thread skipped hold the last picture, and a
+      frame whose instant is already in the video (the music clock stepped
+      back) is left out, so the sound muxed under it stays in sync however
+      the live clock jumps. If the worker falls more than ``max_backlog``
+      frames behind (llvmpipe at 720p is slower than real time), new frames
+      become repeats of the last image, so the video keeps its length.
+      :meth:`close` drains the queue.
 
     The GL context lives in whichever thread renders (contexts are per
     thread), and is created on the first frame.
@@ -153,6 +157,9 @@ class VideoWriter:
         self.fps = fps
         self.frames_written = 0
         self.frames_repeated = 0  # live frames that became repeats (worker too far behind)
+        self.slots_held = 0  # live video frames that held the picture (the frame thread skipped them)
+        self.frames_left_out = 0  # live frames whose music time was already in the video
+        self._slots = 0  # live video frames queued so far
         self._body = body
         self._max_backlog = max_backlog
         self._renderer: OffscreenRenderer | None = None
@@ -211,6 +218,14 @@ class VideoWriter:
                 raise RuntimeError("VideoWriter: send() after write(); use one or the other")
             self._worker = threading.Thread(target=self._work, name="video-writer", daemon=True)
             self._worker.start()
+        slot = round((frame.time - self._first_time) * self.fps)
+        if slot < self._slots:
+            self.frames_left_out += 1
+            return
+        for _ in range(slot - self._slots):
+            self._queue.put(_REPEAT)
+            self.slots_held += 1
+        self._slots = slot + 1
         if self._queue.qsize() >= self._max_backlog:
             self._queue.put(_REPEAT)
             self.frames_repeated += 1
@@ -252,6 +267,9 @@ class VideoWriter:
                 raise error
             if self.frames_repeated:
                 log.warning("video: %d frames were repeats (render slower than real time)", self.frames_repeated)
+            if self.slots_held or self.frames_left_out:
+                log.info("video: %d frames held the picture and %d were left out, following the music clock",
+                         self.slots_held, self.frames_left_out)
         finally:
             self._release_renderer()
 
