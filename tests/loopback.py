@@ -5,15 +5,17 @@ by ``close()`` (bounded: nothing outlives its test)."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_packet import OscPacket
 from pythonosc.osc_server import BlockingOSCUDPServer
 
-#: Large enough for seconds of 8-dancer frames if a test thread is starved.
-RECEIVE_BUFFER = 1 << 22
+from livedance.bench.loopback import RECEIVE_BUFFER, LoopbackReceiver
 
 
 class OscCollector:
@@ -39,37 +41,36 @@ class OscCollector:
         self.server.server_close()
 
 
-class UdpCollector:
+class UdpCollector(LoopbackReceiver):
     """Raw datagrams, kept as bytes (cheap enough to keep up with 60 fps x 8 dancers).
     Subclasses override :meth:`handle` to digest each datagram as it arrives."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
         self.packets: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                packet = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            self.handle(packet)
+    def handle(self, packet: memoryview) -> None:
+        self.packets.append(bytes(packet))
 
-    def handle(self, packet: bytes) -> None:
-        self.packets.append(packet)
+    def frames(self) -> int:
+        """``/livedance/frame`` messages received so far."""
+        return sum(b"/livedance/frame" in p for p in self.packets)
 
     def messages(self) -> list[tuple[str, list]]:
         """Every OSC message in the datagrams received so far, as ``(address, params)``."""
         return [(m.message.address, m.message.params) for p in self.packets for m in OscPacket(p).messages]
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
+        super().close(tail=0.0)
+
+
+def perform_to(song: Path, record: Path, *, stdout: int = subprocess.PIPE) -> tuple[subprocess.Popen[str], UdpCollector]:
+    """``livedance perform`` on ``song`` (paced like a live input, no window),
+    its OSC to a fresh :class:`UdpCollector` and its frames recorded to ``record``."""
+    rx = UdpCollector()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "livedance.cli", "perform", "--input", str(song), "--no-window",
+         "--osc", f"127.0.0.1:{rx.port}", "--record", str(record)],
+        stdout=stdout, stderr=subprocess.PIPE, text=True,
+    )
+    return proc, rx

@@ -139,7 +139,8 @@ class OscFrames(UdpCollector):
         self.pelvis: list[tuple[float, float, float]] = []
         super().__init__()
 
-    def handle(self, p: bytes) -> None:
+    def handle(self, packet: memoryview) -> None:
+        p = bytes(packet)
         at = p.find(_FRAME_ADDR)
         if at >= 0:
             k = at + len(_FRAME_ADDR)

@@ -16,7 +16,7 @@ import soundfile as sf
 
 from livedance.motion.io import load_motion
 from livedance.music.synth import drum_track
-from loopback import UdpCollector
+from loopback import perform_to
 
 SR = 22050
 
@@ -82,13 +82,8 @@ def test_user_errors_are_one_line(song, tmp_path: Path, args: list[str], message
 @pytest.mark.slow
 def test_perform_streams_osc_and_records_until_sigint(song, tmp_path: Path):
     path, _ = song
-    rx = UdpCollector()
     rec = tmp_path / "live.npz"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "livedance.cli", "perform", "--input", str(path), "--no-window",
-         "--osc", f"127.0.0.1:{rx.port}", "--record", str(rec)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc, rx = perform_to(path, rec)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(rx.packets) < 60 * 3 * 4:  # ~4 s of frames

@@ -124,21 +124,16 @@ def test_a_killed_performs_scratch_is_recovered(tmp_path: Path):
     import soundfile as sf
 
     from livedance.music.synth import drum_track
-    from loopback import UdpCollector
+    from loopback import perform_to
 
     audio, _ = drum_track(120, 30.0, 44100, seed=9)
     song = tmp_path / "song.wav"
     sf.write(song, audio, 44100)
-    rx = UdpCollector()
     out = tmp_path / "show.npz"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "livedance.cli", "perform", "--input", str(song), "--no-window",
-         "--osc", f"127.0.0.1:{rx.port}", "--record", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+    proc, rx = perform_to(song, out, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while sum(b"/livedance/frame" in p for p in rx.packets) < 300 and time.monotonic() < deadline:
+        while rx.frames() < 300 and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(2.0)
         proc.send_signal(signal.SIGKILL)
@@ -147,7 +142,7 @@ def test_a_killed_performs_scratch_is_recovered(tmp_path: Path):
         if proc.poll() is None:
             proc.kill()
         rx.close()
-    sent = sum(b"/livedance/frame" in p for p in rx.packets)
+    sent = rx.frames()
     (scratch,) = tmp_path.glob(".show.npz.*.frames")
     assert not out.exists()
     recovered = tmp_path / "recovered.npz"

@@ -30,7 +30,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from livedance.bench.loopback import LoopbackReceiver
 from livedance.bench.xvfb import start_xvfb
 from livedance.errors import UserError
 from livedance.outputs.osc_packing import BUNDLE_HEADER, NTP_UNIX_OFFSET
@@ -98,41 +98,25 @@ class Player:
         return np.interp(samples, b[:, 0], b[:, 1], left=np.nan, right=np.nan)
 
 
-class FrameReceiver:
+class FrameReceiver(LoopbackReceiver):
     """The OSC receiver: (index, arrival, music time, lateness) of every frame;
     lateness is how long after the presentation time its bundle's timetag
     names the frame arrived."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
         self.frames: list[tuple[int, float, float, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                p = self.sock.recv(65536)
-            except (TimeoutError, OSError):
-                continue
-            at = p.find(_FRAME)
-            if at >= 0:
-                index, t = struct.unpack_from(">if", p, at + len(_FRAME))
-                late = math.nan  # arrival wall time - the bundle's timetag
-                if p.startswith(BUNDLE_HEADER):
-                    tag = struct.unpack_from(">Q", p, len(BUNDLE_HEADER))[0]
-                    late = time.time() - (tag / 2**32 - NTP_UNIX_OFFSET)
-                self.frames.append((index, time.monotonic(), t, late))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
+    def handle(self, packet: memoryview) -> None:
+        p = bytes(packet)
+        at = p.find(_FRAME)
+        if at >= 0:
+            index, t = struct.unpack_from(">if", p, at + len(_FRAME))
+            late = math.nan  # arrival wall time - the bundle's timetag
+            if p.startswith(BUNDLE_HEADER):
+                tag = struct.unpack_from(">Q", p, len(BUNDLE_HEADER))[0]
+                late = time.time() - (tag / 2**32 - NTP_UNIX_OFFSET)
+            self.frames.append((index, time.monotonic(), t, late))
 
 
 def _proc_stat(pid: int) -> tuple[float, float]:

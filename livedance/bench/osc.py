@@ -18,48 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
-import threading
 import time
 from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
 
+from livedance.bench.loopback import LoopbackReceiver
 from livedance.frames import BeatEvent, Frame
 from livedance.skeleton import axis_angle_to_matrix
 
 TARGET_MS_PER_DANCER = 1.0
-
-
-class _Drain:
-    """A loopback receiver that reads and discards as fast as it can."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port: int = self.sock.getsockname()[1]
-        self.count = 0
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        buf = bytearray(65536)
-        while not self._stop:
-            try:
-                self.sock.recv_into(buf)
-                self.count += 1
-            except (TimeoutError, OSError):
-                continue
-
-    def close(self) -> None:
-        time.sleep(0.2)  # let the tail arrive
-        self._stop = True
-        self._thread.join()
-        self.sock.close()
 
 
 def _frames(dancers: int, count: int = 16, seed: int = 0) -> list[Frame]:
@@ -86,7 +55,7 @@ def _timings(fn: Callable[[Frame], Any], frames: list[Frame], n: int) -> dict[st
 
 
 def _sink_figures(make: Callable[[int], Any], dancers: int, n: int) -> dict[str, Any]:
-    drain = _Drain()
+    drain = LoopbackReceiver()
     sink = make(drain.port)
     frames = _frames(dancers)
     encode = _timings(sink.encode, frames, n)
@@ -102,7 +71,7 @@ def _sink_figures(make: Callable[[int], Any], dancers: int, n: int) -> dict[str,
         "datagrams_per_frame": (stats.packets + stats.dropped) / n,
         "bytes_per_frame": stats.bytes / n,
         "dropped": stats.dropped,
-        "received": drain.count,
+        "received": drain.datagrams,
     }
 
 
@@ -135,7 +104,7 @@ def _python_osc_ms(frame: Frame, n: int = 200) -> float:
 def _sustained(seconds: float) -> dict[str, Any]:
     from livedance.outputs.osc import OscSender
 
-    drain = _Drain()
+    drain = LoopbackReceiver()
     sender = OscSender("127.0.0.1", drain.port)
     frames = _frames(8)
     n = 0
@@ -153,7 +122,7 @@ def _sustained(seconds: float) -> dict[str, Any]:
         "datagrams_per_s": sent / elapsed,
         "megabytes_per_s": sender.stats.bytes / elapsed / 1e6,
         "dropped_by_sender": sender.stats.dropped,
-        "received_fraction": drain.count / max(sent, 1),
+        "received_fraction": drain.datagrams / max(sent, 1),
     }
 
 
