@@ -743,32 +743,51 @@ def test_viewer_settings_each_change_something():
 # the drum machine or lighting desk.
 
 _LINK_CHILD = r"""
-import argparse, json, sys, time
+import argparse, asyncio, json, sys, time, warnings
+import aalink
 from livedance.config import LinkSettings, Settings
 from livedance.live.syncing import SyncHub
+warnings.simplefilter("ignore", DeprecationWarning)  # aalink's loop argument
+peer = None
 out = []
-for fields in json.loads(sys.argv[1]):
+for fields, transport in json.loads(sys.argv[1]):
     hub = SyncHub.from_args(argparse.Namespace(), Settings(link=LinkSettings(**fields)))
     if hub is None:
         out.append(None)
         continue
     try:
         state = hub.state(time.monotonic())
-        out.append([type(hub.link).__name__, state.mode, state.quantum, hub.link.session._link.quantum,
-                    bool(hub.link.session._link.start_stop_sync_enabled)])
+        seen = [type(hub.link).__name__, state.mode, state.quantum, hub.link.session._link.quantum]
+        if transport:  # a DJ's app joins, plays, stops: is the dance told to stop?
+            if peer is None:
+                peer = aalink.Link(120.0, asyncio.new_event_loop())
+                peer.start_stop_sync_enabled = True
+                peer.enabled = True
+            deadline = time.monotonic() + 10.0
+            while hub.link.session.peers < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            for playing in (True, False):  # (each waits 2 s at most for the hub to hear it)
+                peer.playing = playing
+                deadline = time.monotonic() + 2.0
+                while hub.link.session.read().playing != playing and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                hub.state(time.monotonic())  # (the follower notes a transport seen playing)
+            seen.append(["peers", hub.link.session.peers, "playing after the stop", hub.state(time.monotonic()).playing])
+        out.append(seen)
     finally:
         hub.close()
 print(json.dumps(out))
 """
 
 
-def _link_hubs(settings: list[LinkSettings]) -> list[Any]:
-    """What each hub shows, built in one child in a private network namespace."""
+def _link_hubs(settings: list[tuple[LinkSettings, bool]]) -> list[Any]:
+    """What each hub shows (and, where asked, what it makes of a peer's
+    transport), built in one child in a private network namespace."""
     from test_sync_link import NETNS, _why_not
 
     if _why_not is not None:
         pytest.skip(_why_not)
-    fields = [dataclasses.asdict(s) for s in settings]
+    fields = [(dataclasses.asdict(s), transport) for s, transport in settings]
     out = subprocess.run(["unshare", "--net", "sh", "-c", NETNS, sys.executable, "-c", _LINK_CHILD, json.dumps(fields)],
                          capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -778,7 +797,7 @@ def _link_hubs(settings: list[LinkSettings]) -> list[Any]:
 LINK_CHANGES: dict[str, tuple] = {
     "mode": ("follow", {}),  # off: no Link at all
     "quantum": (3.0, {"mode": "follow"}),  # the bar the session and the dance count
-    "start_stop": (False, {"mode": "follow"}),  # Link's own start/stop sync flag
+    "start_stop": (False, {"mode": "follow"}),  # a peer's stop stops the dance, or is not heard
 }
 
 
@@ -789,7 +808,7 @@ def test_link_settings_each_change_something():
     pytest.importorskip("aalink", reason="Link support not installed: pip install 'livedance[link]' (scripts/setup.sh does)")
     runs = [(LinkSettings(**base), dataclasses.replace(LinkSettings(**base), **{name: value}))
             for name, (value, base) in LINK_CHANGES.items()]
-    shown = _link_hubs([s for pair in runs for s in pair])
+    shown = _link_hubs([(s, name == "start_stop") for name, pair in zip(LINK_CHANGES, runs) for s in pair])
     unchanged = []
     for k, name in enumerate(LINK_CHANGES):
         print(f"LinkSettings.{name}: {shown[2 * k]} -> {shown[2 * k + 1]}")
