@@ -640,7 +640,8 @@ def _show(s: ViewerSettings, kiosk: bool = False, seconds: float = 0.0, stall: f
         if stall and viewer.stats.frames_drawn == 3 and "stalled" not in seen:
             seen["stalled"] = True
             time.sleep(stall)  # wedge the loop (the kiosk's watchdog may rebuild it)
-        return "shot" in seen and time.monotonic() - seen["started"] >= seconds and viewer.stats.frames_drawn >= 6
+        drawn = viewer.stats.frames_drawn >= (6 if stall else 1)  # (a stall: drawing again after it)
+        return "shot" in seen and time.monotonic() - seen["started"] >= seconds and drawn
 
     body_log = logging.getLogger("livedance.outputs.body")
     handler = Warned(logging.WARNING)
