@@ -142,6 +142,23 @@ def test_a_ritardando_or_accelerando_is_followed_without_losing_the_beat(bpm: fl
     assert np.max(np.abs(nearest_error(est, truth))) < err_max
 
 
+def test_an_accelerando_keeps_the_level_the_beats_lock_to():
+    """Funk (kicks on the 'and's) accelerating 140 -> 190 BPM over 6 s: the
+    autocorrelation, read through the 130 BPM prior, soon prefers half the
+    new tempo, but the beats lock at the full one; while they lock only they
+    change the metrical level (an octave is judged against the beats' own
+    period too, which leads the lagging tempo estimate). Measured F 1.0 /
+    CMLt 1.0, no hop at half tempo (before: F 0.85 / CMLt 0.53, 82 % of the
+    hops after the ramp at half tempo)."""
+    y, truth = drum_track(140.0, 24.0, sr=SR, seed=1, pattern="funk", tempo=[(8.0, 140.0), (14.0, 190.0)], ramp=True)
+    states, events = analyse(y)
+    ref, est = truth[truth >= 5.0], events[events >= 5.0 - 0.035]
+    assert mir_eval.beat.f_measure(ref, est, 0.07) >= 0.95
+    assert mir_eval.beat.continuity(ref, est)[1] >= 0.9  # CMLt
+    tempo = np.array([s.tempo for s in states if s.time >= 14.0])
+    assert np.all(tempo > 0.75 * 190.0)
+
+
 def _reference_track(name: str) -> tuple[np.ndarray, np.ndarray]:
     import soundfile as sf
 
@@ -194,13 +211,15 @@ def test_rubato_keeps_the_metrical_level_through_an_accelerando():
     15-24 s; the held tempo loses its support while the beats still lock, and
     the tempo estimate, read through the prior, offers half the new tempo
     (83 BPM). The switch keeps the level nearest the beats' own period.
-    Measured F 0.69 / CMLt 0.54 (before: 0.65 / 0.44, at 83-95 BPM from 17.5 to
-    29 s); a dev-set track, so a guard against going back, not a proof."""
+    Measured F 0.73 / CMLt 0.60 (0.69 / 0.54 while the autocorrelation could
+    still halve the tempo at 20-22 s with the beats locked; before the
+    level-keeping switch 0.65 / 0.44, at 83-95 BPM from 17.5 to 29 s); a
+    dev-set track, so a guard against going back, not a proof."""
     y, ref = _reference_track("Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra)")
     states, events = analyse(y)
     r, e = mir_eval.beat.trim_beats(ref), mir_eval.beat.trim_beats(events)
-    assert mir_eval.beat.f_measure(r, e, 0.07) >= 0.67
-    assert mir_eval.beat.continuity(r, e)[1] >= 0.5  # CMLt
+    assert mir_eval.beat.f_measure(r, e, 0.07) >= 0.7
+    assert mir_eval.beat.continuity(r, e)[1] >= 0.55  # CMLt
     tempo = np.array([s.tempo for s in states if 18.0 <= s.time <= 23.0])
     assert np.median(tempo) > 130.0  # not half the ~170-190 BPM beat
 

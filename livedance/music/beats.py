@@ -448,10 +448,16 @@ class BeatTracker:
                 self._tempo_since = self._t
             self._candidate_count = 0
             return
-        octave = min(abs(math.log2(ratio) - r) for r in (-1.0, 1.0)) < 0.05
-        if octave and self._level_ok and self._confidence >= s.min_confidence:
-            # The beats themselves say this level is right (see _check_level);
-            # the autocorrelation's preference for half/double does not count.
+        # Half or double the tempo: of the tracked period, or of the beats' own
+        # (which an accelerando moves first: the estimate lags it by seconds).
+        octave = any(
+            min(abs(math.log2(lag / q) - r) for r in (-1.0, 1.0)) < 0.05 for q in (self.period, self._beat_period)
+        )
+        if octave and self._confidence >= s.min_confidence:
+            # While the beats lock, the metrical level is theirs to change
+            # (_check_level, on the accents at the beats and between them);
+            # the autocorrelation's preference for half/double, read through
+            # the tempo prior, does not count.
             self._candidate_count = 0
             return
         # A track change shows as the held tempo losing much of its support
