@@ -21,7 +21,11 @@ import numpy as np
 @dataclass
 class ListenerSettings:
     silence_db: float = -50.0  # RMS below this (dBFS) is silence
-    silence_hold: float = 0.6  # seconds below the floor before we call it silence
+    # Seconds below the floor before we call it silence: longer than the gap
+    # between the hits of quiet, slow music (at 0.6 s the dancer faded towards
+    # the idle groove between the beats of 60 BPM drums at -30 dBFS, and missed
+    # them by 133 ms; at 1.0 s, 25 ms: docs/engine.md, bench motion).
+    silence_hold: float = 1.0
     dynamic_range_db: float = 24.0  # loudness below peak that maps to energy 0
     peak_decay_db_per_s: float = 1.0  # running peak forgets this fast
     smoothing_s: float = 0.5  # time constant of energy/busyness smoothing
