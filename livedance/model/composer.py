@@ -53,6 +53,10 @@ class ComposerConfig:
     #: composer now hears), and with them in training it learns nothing from the
     #: music. Tempo and style are read either way.
     descriptors: bool = True
+    #: Paired-data composers without descriptors: the music encoder predicts the
+    #: unit's (energy, busyness) from the music heard, and the composer reads them
+    #: in the descriptors' place (MusicEncoder.heard_levels). Older checkpoints: False.
+    levels: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -83,6 +87,8 @@ class ComposerLossWeights:
     # silence before a song starts.
     audio_noise: float = 0.3  # std of noise on the standardised window
     audio_dropout: float = 0.2  # fraction of training steps that hear silence (all padding)
+    levels: float = 1.0  # the heard levels' fit to the dance's energy and busyness (MSE, standardised)
+    levels_teacher: float = 1.0  # share of training units that read the dance's levels, not the heard ones (0.5, 0: weaker, docs/training.md)
 
 
 class Composer(nn.Module):
@@ -98,19 +104,32 @@ class Composer(nn.Module):
         self.head = GaussianHead(cfg.hidden + cfg.cond_dim, cfg.move_dim)
         # Created last, and only for paired-data models: a descriptor-only
         # composer draws the same initial weights as before it existed.
-        self.music = MusicEncoder(cfg.audio_dim, cfg.audio_code) if cfg.audio_dim else None
+        self.music = MusicEncoder(cfg.audio_dim, cfg.audio_code, levels=cfg.levels) if cfg.audio_dim else None
+        #: The levels the music encoder heard in the last call (..., 2), for the training loss.
+        self.heard: torch.Tensor | None = None
 
-    def condition(self, context: torch.Tensor, style: torch.Tensor, audio: torch.Tensor | None = None) -> torch.Tensor:
+    def condition(
+        self, context: torch.Tensor, style: torch.Tensor, audio: torch.Tensor | None = None, teacher: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(..., 3) standardised context, (...,) style ids (ANY_STYLE allowed)
-        [, (..., units, steps, audio_dim) audio window] -> (..., cond_dim)."""
+        [, (..., units, steps, audio_dim) audio window] -> (..., cond_dim).
+        ``teacher`` (...,) bool, training only: where the encoder's heard levels
+        give way to the context's (the dance's own energy and busyness)."""
         idx = torch.where(style == ANY_STYLE, torch.full_like(style, self.cfg.n_styles), style)
+        measured = context
         if not self.cfg.descriptors:  # tempo only: energy and busyness at their training means
             context = torch.cat([context[..., :1], torch.zeros_like(context[..., 1:])], dim=-1)
         if self.music is None:
             return torch.cat([context, self.style(idx)], dim=-1)
         if audio is None:
             raise ValueError("this composer was trained on paired music: it needs the audio window")
-        return torch.cat([context, self.style(idx), self.music(audio)], dim=-1)
+        code = self.music(audio)
+        if self.music.levels is not None:
+            heard = self.heard = self.music.heard_levels(audio)
+            if teacher is not None:
+                heard = torch.where(teacher[..., None], measured[..., 1:], heard)
+            context = torch.cat([context[..., :1], heard], dim=-1)
+        return torch.cat([context, self.style(idx), code], dim=-1)
 
     def forward(
         self,
@@ -120,6 +139,7 @@ class Composer(nn.Module):
         style: torch.Tensor,
         state: LSTMState | None = None,
         audio: torch.Tensor | None = None,
+        teacher: torch.Tensor | None = None,
     ) -> tuple[Gaussian, LSTMState]:
         """One or more steps.
 
@@ -131,11 +151,13 @@ class Composer(nn.Module):
             state: LSTM state carried from the previous call, or None.
             audio: (B, K, units, steps, audio_dim) music window of each step
                 (paired-data composers only; see ``AudioInput``).
+            teacher: (B, K) bool, training a composer with heard levels:
+                where it reads the context's energy and busyness instead.
 
         Returns:
             (Gaussian over z_move (B, K, Zm), new LSTM state).
         """
-        cond = self.condition(context, style, audio)
+        cond = self.condition(context, style, audio, teacher)
         h, new_state = self.lstm(self.inp(torch.cat([prev_move, init_code, cond], dim=-1)), state)
         # The context also skips the LSTM, so a sudden change in the music
         # reaches the very next unit instead of leaking in through the memory.

@@ -34,6 +34,8 @@ from livedance.music.unit_features import beat_phase, measured_dim, pool_units
 
 #: Channels added to the measured ones: sin/cos beat phase, and 1 where there is audio (0 = padding).
 EXTRA_CHANNELS = 3
+#: Per-unit summaries the heard levels read: mean level, its spread over the slices, share present.
+LEVEL_FEATURES = 3
 
 
 @dataclass
@@ -121,13 +123,43 @@ class MusicEncoder(nn.Module):
     Per-slice projection, then two strided causal convolutions over the
     window's slices in time order; the code is the last output (the newest
     music) next to the mean (the window's overall level).
+
+    With ``levels``, :meth:`heard_levels` also gives the standardised
+    (energy, busyness) the music heard asks of the unit to compose: a linear
+    read of how loud the window is (the mean over the measured channels, and
+    its spread over the slices) in its newest unit and over the whole window.
+    The composer reads them where a descriptor-only composer reads the
+    descriptors measured on the dance, and training fits them to those
+    descriptors (an auxiliary loss, ``ComposerLossWeights.levels``). Why:
+    trained end to end on the likelihood alone, the encoder learnt almost
+    nothing (the previous unit's movement code tells the composer as much
+    about the next unit's energy as 2-units-old music does); and a levels
+    head on the code itself learnt which training take it heard (by its
+    spectrum) rather than how loud it is, and failed on held-out music
+    (docs/training.md). A summary over all bands cannot tell takes apart.
     """
 
-    def __init__(self, channels: int, code_dim: int, width: int = 64) -> None:
+    def __init__(self, channels: int, code_dim: int, width: int = 64, levels: bool = False) -> None:
         super().__init__()
         self.proj = nn.Sequential(nn.Linear(channels, width), nn.LeakyReLU(0.2))
         self.conv = nn.ModuleList([nn.Conv1d(width, width, 4, stride=2), nn.Conv1d(width, width, 4, stride=2)])
         self.out = nn.Linear(2 * width, code_dim)
+        self.levels = nn.Linear(2 * LEVEL_FEATURES, 2) if levels else None
+        if self.levels is not None:  # hearing starts at the training mean: Adam moves it the right way from step 1
+            nn.init.zeros_(self.levels.weight)
+            nn.init.zeros_(self.levels.bias)
+
+    def heard_levels(self, window: torch.Tensor) -> torch.Tensor:
+        """Window (..., units, steps, channels) -> (..., 2) standardised (energy, busyness) it asks for."""
+        if self.levels is None:
+            raise ValueError("this music encoder was trained without levels")
+        present = window[..., -1]  # (..., units, steps): 1 = music, 0 = padding
+        level = window[..., : -EXTRA_CHANNELS].mean(-1)  # over all measured channels: loudness, not timbre
+        heard = present.sum(-1)
+        per_unit = torch.stack(
+            [(level * present).sum(-1) / heard.clamp_min(1.0), level.std(-1, unbiased=False), present.mean(-1)], dim=-1
+        )  # (..., units, LEVEL_FEATURES)
+        return self.levels(torch.cat([per_unit[..., -1, :], per_unit.mean(-2)], dim=-1))
 
     def forward(self, window: torch.Tensor) -> torch.Tensor:
         lead = window.shape[:-3]

@@ -155,7 +155,12 @@ def composer_losses(
         noisy = audio_in + w.audio_noise * present * torch.randn(audio_in.shape, generator=gen, device=audio_in.device)
         heard = torch.rand(audio_in.shape[:2], generator=gen, device=audio_in.device) >= w.audio_dropout
         audio_in = noisy * heard[..., None, None, None]
-    q, _ = composer(prev_in, b["init"], ctx_in, style_in, None, audio_in)
+    inner = getattr(composer, "module", composer)  # under DDP: the composer it wraps
+    levels = audio_in is not None and inner.cfg.levels
+    teacher = None
+    if train and levels:  # some units read the dance's own levels, as a descriptor composer does
+        teacher = torch.rand(style.shape, generator=gen, device=style.device) < w.levels_teacher
+    q, _ = composer(prev_in, b["init"], ctx_in, style_in, None, audio_in, teacher)
     mask = b["mask"]
     fake = q.sample(gen)
     energy_busy, logits = regressor(fake, ctx[..., :1])
@@ -168,6 +173,9 @@ def composer_losses(
     losses["total"] = (
         w.nll * losses["nll"] + w.regression * losses["regression"] + w.style * losses["style"] + w.adversarial * losses["adversarial"]
     )
+    if levels:  # the music encoder's heard levels fit the energy and busyness the dance has
+        losses["levels"] = _masked_mean(F.mse_loss(inner.heard, ctx[..., 1:], reduction="none").mean(-1), mask)
+        losses["total"] = losses["total"] + w.levels * losses["levels"]
     return losses, fake
 
 
@@ -212,7 +220,7 @@ def train_composer(
     n_styles = len(data.style_names)
     model_cfg = model_cfg or ComposerConfig(move_dim=vae.cfg.move_dim, init_dim=vae.cfg.init_dim, n_styles=n_styles)
     if audio is not None:
-        model_cfg = replace(model_cfg, audio_dim=audio.input.channels, descriptors=descriptors)
+        model_cfg = replace(model_cfg, audio_dim=audio.input.channels, descriptors=descriptors, levels=not descriptors)
     if (model_cfg.move_dim, model_cfg.init_dim, model_cfg.n_styles) != (vae.cfg.move_dim, vae.cfg.init_dim, n_styles):
         raise UserError("composer code sizes must match the unit VAE's (move_dim, init_dim) and the data's style count")
 
