@@ -129,7 +129,12 @@ def run_follow(args: argparse.Namespace) -> dict:
         if args.rejoin and rejoined is None and now >= args.rejoin:
             peer.link.enabled = True
             rejoined = time.time()
-        if args.stop and stopped is None and now >= args.stop:
+        # The DJ presses stop once perform sees the peer again after it
+        # rejoined (Link shares a stop as a change, so one made while the
+        # session is still re-forming can be missed: a CI run saw perform
+        # playing on after a stop 2.5 s after the rejoin), or 2 s late at most.
+        back = rejoined is None or any(link["peers"] >= 1 and link["wall"] > rejoined for link in links)
+        if args.stop and stopped is None and now >= args.stop and (back or now >= args.stop + 2.0):
             peer.link.playing = False  # the DJ presses stop
             stopped = time.time()
     receive(sock, frames, beats, links)
