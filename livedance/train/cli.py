@@ -109,10 +109,16 @@ def run(args: argparse.Namespace, settings: object) -> int:
         result = train_composer(data, args.units, args.out, cfg, model_cfg, window=args.window, resume=args.resume,
                                 log_dir=args.log_dir, meta=meta, progress=not args.no_progress, envelope=envelope,
                                 audio=audio, descriptors=args.keep_descriptors)
-    if os.environ.get("RANK", "0") != "0":
-        return 0  # under torchrun only rank 0 reports
-    summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.items()))
-    print(f"wrote {args.out}" + (f" ({summary})" if summary else ""))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.items()))
+        print(f"wrote {args.out}" + (f" ({summary})" if summary else ""))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Everything is written and the process group torn down: leave without
+        # destructors, which can hang in gloo's (see train.common._WRAPPED).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 

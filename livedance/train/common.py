@@ -138,12 +138,23 @@ def teardown(info: Dist) -> None:
         dist.destroy_process_group()
 
 
+#: The DDP wrappers :func:`wrap` made, held until the process ends, which under
+#: torchrun it does without running destructors (``train.cli.run``): freeing
+#: one frees the gloo process group after :func:`teardown`, and that
+#: destructor can hang for good joining a worker thread once the other rank
+#: has exited (a fresh-clone CI run: a rank stuck in ~ProcessGroupGloo from
+#: the DDP Reducer's dealloc, its checkpoint already written).
+_WRAPPED: list[nn.Module] = []
+
+
 def wrap(module: nn.Module, info: Dist, device: torch.device) -> nn.Module:
     """DistributedDataParallel under torchrun, the module itself otherwise."""
     if not info.enabled:
         return module
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+    ddp = nn.parallel.DistributedDataParallel(module, device_ids=ids)
+    _WRAPPED.append(ddp)
+    return ddp
 
 
 def unwrap(module: nn.Module) -> nn.Module:
