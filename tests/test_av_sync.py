@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from livedance.bench.live_soak import RATE, FrameReceiver, Player
+from livedance.bench.live_soak import RATE, FrameReceiver, Player, offsets_to_nearest
 
 FPS = 60.0
 CLICK_EVERY = 0.5  # seconds
@@ -61,14 +61,6 @@ def _decoded(video: Path) -> np.ndarray:
     return np.frombuffer(pcm, dtype=np.float32)
 
 
-def _offsets(found: np.ndarray, expected: np.ndarray) -> np.ndarray:
-    """For each click found, seconds from the nearest expected time."""
-    near = np.clip(np.searchsorted(expected, found), 1, len(expected) - 1)
-    cand = np.stack([expected[near - 1], expected[near]])
-    best = cand[np.argmin(np.abs(cand - found), axis=0), np.arange(len(found))]
-    return found - best
-
-
 def test_the_encoders_own_offset_is_under_a_millisecond(tmp_path: Path):
     audio, at = _clicks(6.0)
     song = tmp_path / "clicks.wav"
@@ -80,7 +72,7 @@ def test_the_encoders_own_offset_is_under_a_millisecond(tmp_path: Path):
         capture_output=True, text=True, timeout=300,
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    off = _offsets(_found(_decoded(video), RATE), at)
+    off = offsets_to_nearest(_found(_decoded(video), RATE), at)
     assert len(off) >= 10 and np.max(np.abs(off)) < 0.001, off
 
 
@@ -119,7 +111,7 @@ def test_live_video_sound_sits_under_the_frame_shown_when_it_played(pulse_sink, 
     found = _found(_decoded(video), RATE)
     found = found[(found > belongs[0] - CLICK_EVERY / 2) & (found < belongs[-1] + CLICK_EVERY / 2)]
     assert len(found) >= 0.8 * len(belongs), (len(found), len(belongs))
-    off = _offsets(found, belongs)
+    off = offsets_to_nearest(found, belongs)
     print("live video: click offsets from the frame shown when it played, ms:", np.round(off * 1000, 1).tolist(),
           np.round(np.percentile(off * 1000, [0, 50, 100]), 1), "n", len(off), "clicks expected", len(belongs))
     # The median within two frames (33 ms), nine clicks in ten within six:

@@ -119,6 +119,13 @@ class FrameReceiver(LoopbackReceiver):
             self.frames.append((index, time.monotonic(), t, late))
 
 
+def offsets_to_nearest(times: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each of ``times`` less the nearest of the sorted ``reference`` (signed, seconds)."""
+    near = np.clip(np.searchsorted(reference, times), 1, len(reference) - 1)
+    cand = np.stack([reference[near - 1], reference[near]])
+    return times - cand[np.argmin(np.abs(cand - times), axis=0), np.arange(len(times))]
+
+
 def _proc_stat(pid: int) -> tuple[float, float]:
     """(RSS MB, CPU seconds) of a process."""
     rss = float("nan")
@@ -280,10 +287,7 @@ def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
         played = (loops[:, None] * loop_seconds + loop_beats[None, :]).ravel()
         played_at = player.played_at(played * RATE)
         played_at = played_at[np.isfinite(played_at)]
-        near = np.clip(np.searchsorted(played_at, frame_at), 1, len(played_at) - 1)
-        cand = np.stack([played_at[near - 1], played_at[near]])
-        nearest = cand[np.argmin(np.abs(cand - frame_at), axis=0), np.arange(len(frame_at))]
-        err = frame_at - nearest
+        err = offsets_to_nearest(frame_at, played_at)
         ok = (np.abs(err) < 0.2) & (frame_at > t0 + warmup)  # on a beat (not the idle groove in a silence)
         minutes = ((frame_at[ok] - t0) // 60).astype(int)
         medians = [round(float(np.median(err[ok][minutes == m])) * 1000, 1) for m in np.unique(minutes)]
