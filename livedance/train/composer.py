@@ -155,7 +155,7 @@ def composer_losses(
         noisy = audio_in + w.audio_noise * present * torch.randn(audio_in.shape, generator=gen, device=audio_in.device)
         heard = torch.rand(audio_in.shape[:2], generator=gen, device=audio_in.device) >= w.audio_dropout
         audio_in = noisy * heard[..., None, None, None]
-    inner = getattr(composer, "module", composer)  # under DDP: the composer it wraps
+    inner = common.unwrap(composer)  # under DDP: the composer it wraps
     levels = audio_in is not None and inner.cfg.levels
     teacher = None
     if train and levels:  # some units read the dance's own levels, as a descriptor composer does
