@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from livedance import skeleton as sk
+from livedance.bench.live_soak import offsets_to_nearest
 from livedance.config import Settings
 from livedance.live.commands import build_engine
 from livedance.live.run import frames_offline
@@ -40,19 +41,13 @@ def steady():
     return audio, beats, frames, weights, eng, positions
 
 
-def nearest_offsets(motion_beats_s: np.ndarray, music_beats_s: np.ndarray) -> np.ndarray:
-    idx = np.clip(np.searchsorted(motion_beats_s, music_beats_s), 1, len(motion_beats_s) - 1)
-    cand = np.stack([motion_beats_s[idx - 1], motion_beats_s[idx]])
-    return np.min(np.abs(cand - music_beats_s), axis=0)
-
-
 def test_motion_beats_land_on_music_beats(steady):
     _, beats, frames, weights, *_ = steady
     joints = np.stack([f.joints[0] for f in frames])
     assert weights[-1] == 1.0, "the dancer never started dancing to a steady beat"
     motion = kinematic_beats(joints, FPS) / FPS
     music = beats[(beats > 8.0) & (beats < 23.0)]
-    off = nearest_offsets(motion, music)
+    off = np.abs(offsets_to_nearest(music, motion))
     # Most music beats have a kinematic beat within 2 frames at 30 fps.
     assert np.median(off) < 0.045, f"median offset {np.median(off) * 1000:.0f} ms"
     assert np.mean(off < 0.07) > 0.7

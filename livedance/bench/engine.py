@@ -74,6 +74,7 @@ def beat_offsets(frames: list[Frame], music_beats: np.ndarray, fps: float, after
     Returns ``(offsets, score)``: the signed offset (s) from each music beat to
     the nearest kinematic beat, and the beat-alignment score of those beats.
     """
+    from livedance.bench.live_soak import offsets_to_nearest
     from livedance.motion.kinematic_beats import beat_alignment_score, kinematic_beats
 
     joints = np.stack([f.joints[0] for f in frames])
@@ -81,10 +82,7 @@ def beat_offsets(frames: list[Frame], music_beats: np.ndarray, fps: float, after
     beats = music_beats[(music_beats >= after) & (music_beats <= len(frames) / fps - 0.5)]
     if motion.size < 2 or beats.size == 0:
         return np.full(beats.shape, np.inf), 0.0
-    idx = np.clip(np.searchsorted(motion, beats), 1, motion.size - 1)
-    cand = np.stack([motion[idx - 1], motion[idx]])
-    nearest = cand[np.argmin(np.abs(cand - beats), axis=0), np.arange(beats.size)]
-    return nearest - beats, beat_alignment_score(motion * fps, beats * fps, fps)
+    return -offsets_to_nearest(beats, motion), beat_alignment_score(motion * fps, beats * fps, fps)
 
 
 @dataclass
