@@ -17,7 +17,10 @@ drawing its viewer window on an Xvfb display (or, without Xvfb, rendering
 * ``cpu``: perform's CPU seconds per wall second (1.0 = one core);
 * ``drift``: the danced beats (kinematic beats of the recorded joints, at the
   OSC arrival time of their frame) minus the played music's nearest known
-  beat, per minute (median), and how far those minute medians stray over the run.
+  beat: the median over each whole pass of the programme after warm-up and
+  how far those stray over the run (``drift_ms``), the least-squares trend
+  (ms per hour), and the per-minute medians and their spread (``minute_wander_ms``:
+  load bends the music clock for a minute at a time).
 
 A machine shared with other work shows up in ``load_average``.
 """
@@ -50,6 +53,7 @@ log = logging.getLogger(__name__)
 
 RATE = 44100
 FPS = 60.0
+PART_SECONDS = 20.0  # the programme's stretches over which the offset is reported
 _FRAME = b"/livedance/frame\x00\x00\x00\x00,if\x00"
 
 
@@ -289,13 +293,31 @@ def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
         played_at = played_at[np.isfinite(played_at)]
         err = offsets_to_nearest(frame_at, played_at)
         ok = (np.abs(err) < 0.2) & (frame_at > t0 + warmup)  # on a beat (not the idle groove in a silence)
-        minutes = ((frame_at[ok] - t0) // 60).astype(int)
-        medians = [round(float(np.median(err[ok][minutes == m])) * 1000, 1) for m in np.unique(minutes)]
+        at, off = frame_at[ok] - t0, err[ok] * 1000.0
+        minutes = (at // 60).astype(int)
+        medians = [round(float(np.median(off[minutes == m])), 1) for m in np.unique(minutes)]
+        # Drift is judged per pass of the programme: every pass plays the same
+        # music, so what one section does to the offset (a tempo, a silence's
+        # re-lock) is the same in each, and a pass holds ~400 beats. Minute
+        # medians also carry the section and ~70 beats' sampling noise.
+        starts = player.played_at(loops * loop_seconds * RATE) - t0
+        whole = [k for k in range(len(loops) - 1) if starts[k] >= warmup and starts[k + 1] <= wall]
+        passes = [round(float(np.median(off[(at >= starts[k]) & (at < starts[k + 1])])), 1) for k in whole]
+        # Where in the programme the offset moves (tempo, change, re-lock), over every pass.
+        pass_of = np.searchsorted(starts[np.isfinite(starts)], at, side="right") - 1
+        part = ((at - starts[np.maximum(pass_of, 0)]) // PART_SECONDS).astype(int)
+        parts = [round(float(np.median(off[part == j])), 1) if np.any(part == j) else None
+                 for j in range(int(np.ceil(loop_seconds / PART_SECONDS)))]
         result["drift"] = {
             "danced_beats_matched": int(ok.sum()),
-            "median_offset_ms": round(float(np.median(err[ok])) * 1000, 1) if ok.any() else None,
+            "median_offset_ms": round(float(np.median(off)), 1) if ok.any() else None,
+            "programme_seconds": round(loop_seconds, 1),
+            "pass_median_offsets_ms": passes,
+            "drift_ms": round(max(passes) - min(passes), 1) if len(passes) > 1 else None,
+            "trend_ms_per_hour": round(float(np.polyfit(at, off, 1)[0]) * 3600.0, 1) if ok.sum() > 2 else None,
+            "programme_part_offsets_ms": {"part_seconds": PART_SECONDS, "medians": parts},
             "minute_median_offsets_ms": medians,
-            "drift_ms": round(max(medians) - min(medians), 1) if medians else None,
+            "minute_wander_ms": round(max(medians) - min(medians), 1) if medians else None,
             "hop_ms": round(512 / 22050 * 1000, 1),
         }
         return result
