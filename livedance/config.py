@@ -79,7 +79,7 @@ class BeatSettings:
     octave_up: float = 0.76  # midpoints this strong vs beats = tracking at half tempo: double it
     double_max_bpm: float = 160.0  # ...but not past this (off-beat chords, a boom-chick at 88, read as beats)
     level_beats: float = 3.0  # beats the level evidence must hold before a metrical correction...
-    level_beats_max: float = 8.0  # ...rising to this once a level has held for a while (+1 per 4 beats held since the beats confirmed it)
+    level_beats_max: float = 16.0  # ...rising to this (a 4-bar phrase) once a level has held for a while (+1 per 4 beats held since the beats confirmed it; a new song starts afresh)
     octave_down: float = 0.4  # every other beat this weak vs the rest = double tempo: halve it
     gate: float = 0.5  # normalised onset a beat needs within the last 1.25 beats to fire (else: a break)
     max_late: float = 0.25  # a beat found later than this (fraction of a beat) is not reported

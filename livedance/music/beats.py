@@ -506,6 +506,12 @@ class BeatTracker:
                     self.period = raw
                 self._fold = 1.0
                 self._redo_dp()
+                if abs(math.log(self.period / self._beat_period)) >= _NEAR_BEATS:
+                    # A new song, not a tempo the beats had already followed
+                    # there: the old level's confirmation does not carry over
+                    # (_check_level), so a level the prior got wrong is
+                    # corrected as quickly as at the start of a stream.
+                    self._level_since, self._level_run = -1, 0
 
     def _update_periodicity(self) -> None:
         """How periodic the last few seconds are, at the tracked tempo or another.
@@ -907,7 +913,9 @@ class BeatTracker:
         self._level_votes = votes + vote if vote and (votes > 0) - (votes < 0) in (0, vote) else vote
         # The longer a level has held since the beats first confirmed it, the
         # longer the evidence against it must last: real songs have sections with a weaker backbeat or busier
-        # off-beats, and the level must not flip back and forth with them.
+        # off-beats, and the level must not flip back and forth with them (up
+        # to a phrase, level_beats_max: a half-time bar or three, a 2/4 accent
+        # through an accelerando, are not a new level).
         self._level_run = self._level_run + 1 if vote == 0 else 0
         if self._level_run >= 2.0 * self.period and self._level_since < 0:
             self._level_since = t  # confirmed for two beats in a row
