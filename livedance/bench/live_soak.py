@@ -2,7 +2,7 @@
 it, for N seconds of real time, judged from outside.
 
 Everything is real: a private PulseAudio server with a null sink; music
-played into it by this process (a 4-minute programme looped: 120 BPM, a
+played into it by this process (a 188 s programme looped: 120 BPM, a
 silence, 120 -> 96 BPM, a silence, 128 BPM), whose every beat's play time is
 known from PortAudio's DAC timestamps; ``livedance perform --device pulse``
 capturing the sink's monitor on its own threads, streaming OSC to a loopback
