@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from livedance.bench.live_soak import offsets_to_nearest
 from livedance.config import Settings
 
 FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "madmom-beat-fixture"
@@ -140,9 +141,7 @@ def _timing(ref: np.ndarray, est: np.ndarray) -> float | None:
     ref = ref[ref >= 5.0]
     if ref.size == 0 or est.size == 0:
         return None
-    k = np.clip(np.searchsorted(est, ref), 1, est.size - 1) if est.size > 1 else np.zeros(ref.size, int)
-    near = np.where(np.abs(est[k - 1] - ref) < np.abs(est[k] - ref), est[k - 1], est[k]) if est.size > 1 else est[k]
-    err = near - ref
+    err = -offsets_to_nearest(ref, est)
     err = err[np.abs(err) < 0.07]
     return round(1000.0 * float(np.median(err)), 1) if err.size else None
 

@@ -125,6 +125,8 @@ class FrameReceiver(LoopbackReceiver):
 
 def offsets_to_nearest(times: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Each of ``times`` less the nearest of the sorted ``reference`` (signed, seconds)."""
+    if len(reference) == 1:
+        return times - reference[0]
     near = np.clip(np.searchsorted(reference, times), 1, len(reference) - 1)
     cand = np.stack([reference[near - 1], reference[near]])
     return times - cand[np.argmin(np.abs(cand - times), axis=0), np.arange(len(times))]
@@ -301,10 +303,10 @@ def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
         # re-lock) is the same in each, and a pass holds ~400 beats. Minute
         # medians also carry the section and ~70 beats' sampling noise.
         starts = player.played_at(loops * loop_seconds * RATE) - t0
-        whole = [k for k in range(len(loops) - 1) if starts[k] >= warmup and starts[k + 1] <= wall]
-        passes = [round(float(np.median(off[(at >= starts[k]) & (at < starts[k + 1])])), 1) for k in whole]
-        # Where in the programme the offset moves (tempo, change, re-lock), over every pass.
         pass_of = np.searchsorted(starts[np.isfinite(starts)], at, side="right") - 1
+        whole = [k for k in range(len(loops) - 1) if starts[k] >= warmup and starts[k + 1] <= wall]
+        passes = [round(float(np.median(off[pass_of == k])), 1) for k in whole]
+        # Where in the programme the offset moves (tempo, change, re-lock), over every pass.
         part = ((at - starts[np.maximum(pass_of, 0)]) // PART_SECONDS).astype(int)
         parts = [round(float(np.median(off[part == j])), 1) if np.any(part == j) else None
                  for j in range(int(np.ceil(loop_seconds / PART_SECONDS)))]
