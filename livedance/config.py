@@ -100,6 +100,7 @@ class EngineSettings:
     tap_follows_music: bool = False  # a tapped tempo hands back to the tracker when it is confident at that tempo
     checkpoint: str | None = None  # None = the shipped checkpoint
     level: str = "auto"  # metrical level danced: auto, half, normal or double (units span 4, 2 or 1 music beats)
+    beat_hit: float = 0.0  # how hard dancers hit each beat: 0 = as real dancers do, 1 = slow to a stop on every beat
     compute: str = "auto"  # where the dance model runs: auto (CUDA GPU if torch sees one, else CPU), cpu, cuda, cuda:N
 
 

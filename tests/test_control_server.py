@@ -69,19 +69,21 @@ def test_every_control_address_applies(served):
         message("/livedance/control/tempo", 100.0),
         message("/livedance/control/dancers", 4.0),  # CHOP senders send floats
         message("/livedance/control/latency", 35),
+        message("/livedance/control/hit", 1.0),
     ]:
         client.send(dgram)
-    client.settle(8)
+    client.settle(9)
     state = controls.snapshot()
     assert (state.style, state.energy_bias, state.temperature, state.seed) == (3, 0.5, 0.25, 1234)
     assert (state.frozen, state.tempo_override, state.dancers, state.latency_ms) == (True, 100.0, 4, 35.0)
+    assert state.beat_hit == 1.0
     client.send(message("/livedance/control/resume"))
     client.send(message("/livedance/control/tempo", 0))  # 0 = back to the beat tracker
     client.send(message("/livedance/control/style", -1))  # -1 = follow the music
-    client.settle(11)
+    client.settle(12)
     state = controls.snapshot()
     assert not state.frozen and state.tempo_override is None and state.style is None
-    assert server.stats.applied == 11 and not server.stats.ignored
+    assert server.stats.applied == 12 and not server.stats.ignored
 
 
 def test_tap_messages_set_the_tempo(served):

@@ -30,6 +30,7 @@ def test_defaults_and_snapshot_is_immutable():
         ("tempo_override", 240.0, 300.0),
         ("dancers", 64, 65),
         ("latency_ms", 2000.0, 2500.0),
+        ("beat_hit", 1.0, 1.5),
     ],
 )
 def test_setters_accept_the_range_and_reject_outside_it(name, good, bad):
@@ -119,8 +120,9 @@ def test_from_settings_takes_the_engine_defaults_and_validates_them():
     settings.engine.dancers = 4
     settings.engine.temperature = 0.7
     settings.engine.latency_ms = 40.0
+    settings.engine.beat_hit = 0.5
     state = Controls.from_settings(settings).snapshot()
-    assert (state.dancers, state.temperature, state.latency_ms) == (4, 0.7, 40.0)
+    assert (state.dancers, state.temperature, state.latency_ms, state.beat_hit) == (4, 0.7, 40.0, 0.5)
     settings.engine.dancers = 99
     with pytest.raises(ValueError, match="dancers"):
         Controls.from_settings(settings)

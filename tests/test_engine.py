@@ -12,6 +12,7 @@ from livedance.config import Settings
 from livedance.live.commands import build_engine
 from livedance.live.run import frames_offline
 from livedance.live.timeline import UNIT_BEATS
+from livedance.motion.envelope import motion_stats
 from livedance.motion.kinematic_beats import kinematic_beats, mean_joint_speed
 from livedance.music.synth import drum_track
 
@@ -41,18 +42,46 @@ def steady():
     return audio, beats, frames, weights, eng, positions
 
 
+def _beat_offsets(joints: np.ndarray, beats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds from each music beat (8-23 s) and from each point half-way between
+    them to the nearest kinematic beat of ``joints``."""
+    motion = kinematic_beats(joints, FPS) / FPS
+    music = beats[(beats > 8.0) & (beats < 23.0)]
+    return np.abs(offsets_to_nearest(music, motion)), np.abs(offsets_to_nearest(0.5 * (music[1:] + music[:-1]), motion))
+
+
 def test_motion_beats_land_on_music_beats(steady):
+    """By default dancers hit the beat as real dancers do (engine.beat_hit 0):
+    not a stop on every beat, yet the kinematic beats sit on the music's beats,
+    far nearer them than the points half-way between."""
     _, beats, frames, weights, *_ = steady
     joints = np.stack([f.joints[0] for f in frames])
     assert weights[-1] == 1.0, "the dancer never started dancing to a steady beat"
-    motion = kinematic_beats(joints, FPS) / FPS
-    music = beats[(beats > 8.0) & (beats < 23.0)]
-    off = np.abs(offsets_to_nearest(music, motion))
-    # Most music beats have a kinematic beat within 2 frames at 30 fps.
-    assert np.median(off) < 0.045, f"median offset {np.median(off) * 1000:.0f} ms"
-    assert np.mean(off < 0.07) > 0.7
+    on, off = _beat_offsets(joints, beats)
+    assert np.median(on) < 0.07, f"median offset {np.median(on) * 1000:.0f} ms"
+    assert np.median(on) < 0.5 * np.median(off), f"{np.median(on) * 1000:.0f} ms on the beats, {np.median(off) * 1000:.0f} ms off them"
+    # Not staccato: the smoothed speed at the beats stays inside the real takes' range (0.70-1.21 of mid-beat).
+    window = slice(int(8 * FPS), int(23 * FPS))
+    ratio = motion_stats(joints[window], FPS, beats[(beats > 8.0) & (beats < 23.0)] - 8.0).beat_speed_ratio
+    assert ratio is not None and ratio >= 0.7, ratio
     # ... and the dancer really moves (not a statue whose noise has minima everywhere).
     assert mean_joint_speed(joints[480:], FPS).mean() > 0.3
+
+
+def test_full_beat_hit_stops_on_every_beat(steady):
+    """engine.beat_hit 1: the accent the dancer may give each beat is unbounded,
+    so most music beats get a kinematic beat within 2 frames at 30 fps, and
+    the body pumps more than by default."""
+    audio, beats, frames, *_ = steady
+    joints = np.stack([f.joints[0] for f in dance(audio, beat_hit=1.0)[0]])
+    on, _ = _beat_offsets(joints, beats)
+    assert np.median(on) < 0.045, f"median offset {np.median(on) * 1000:.0f} ms"
+    assert np.mean(on < 0.07) > 0.7
+    window = slice(int(8 * FPS), int(23 * FPS))
+    music = beats[(beats > 8.0) & (beats < 23.0)] - 8.0
+    groove = np.stack([f.joints[0] for f in frames])
+    hit, soft = (motion_stats(j[window], FPS, music).beat_speed_ratio for j in (joints, groove))
+    assert hit is not None and soft is not None and hit < soft - 0.1, (hit, soft)
 
 
 def test_frames_are_valid_bodies_on_stage(steady):
@@ -138,7 +167,8 @@ def test_louder_music_moves_more():
     tempo, same pattern: the units drawn differ only through the energy the
     composer is asked for, so with energy ignored (the listener's level held
     constant) the two speeds agree within 2% (measured on the shipped
-    checkpoint: 0.98-1.01 over seeds 0-2, against 1.14-1.16 with energy)."""
+    checkpoint: 0.98-1.01 over seeds 0-2). With energy, loud over quieter is
+    1.07, 1.34 and 1.12 at seeds 0-2 (beat_hit 1: 1.11, 1.13, 1.20)."""
     loud, _ = drum_track(110, 20.0, SR, seed=6, pattern="funk", gain=0.5)
     quieter = loud.copy()
     quieter[8 * SR :] *= 0.2
@@ -151,7 +181,7 @@ def test_louder_music_moves_more():
         assert min(f.confidence for f, w in zip(frames, window) if w) >= 0.85
         joints = np.stack([f.joints for f in frames])[window]  # (N, 4, 24, 3)
         speeds.append(np.mean([mean_joint_speed(joints[:, d], FPS).mean() for d in range(4)]))
-    assert speeds[0] > 1.07 * speeds[1], f"loud {speeds[0]:.3f} m/s vs 14 dB quieter {speeds[1]:.3f} m/s"
+    assert speeds[0] > 1.05 * speeds[1], f"loud {speeds[0]:.3f} m/s vs 14 dB quieter {speeds[1]:.3f} m/s"
 
 
 def test_several_dancers_differ_and_keep_apart():

@@ -86,9 +86,9 @@ def test_club_tempo_dances_half_time_on_every_other_true_beat(club):
     assert (level[late] == -1).all(), f"levels after 6 s: {np.unique(level[late])}"
     joints = np.stack([f.joints[0] for f in frames])
     # Half-time plays units near the tempo they were danced at: human speed
-    # (the data's style medians are 1.0-1.32 m/s; normal time here was 1.6).
+    # (the data's style medians are 0.58-1.65 m/s; normal time here was 1.6).
     speed = mean_joint_speed(joints[late], FPS).mean()
-    assert 0.5 < speed < 1.2, f"{speed:.2f} m/s"
+    assert 0.3 < speed < 1.2, f"{speed:.2f} m/s"
     # Kinematic beats land on the true beats the dance hits: every other one,
     # where a unit starts or reaches its middle.
     dance_positions = np.concatenate([np.unique(starts[late]), np.unique(starts[late]) + 2.0])
@@ -96,12 +96,14 @@ def test_club_tempo_dances_half_time_on_every_other_true_beat(club):
     hit_times = hit_times[(hit_times > 7.0) & (hit_times < 19.0)]
     truth = beats[np.abs(beats[:, None] - hit_times[None]).argmin(0)]
     assert np.abs(truth - hit_times).max() < 0.05, "the dance beats are not on true beats"
+    # The dancer hits them as real dancers do (engine.beat_hit 0), not with a
+    # stop on each: its kinematic beats sit nearer the beats it hits than the
+    # beats in between, which carry mostly none of their own.
     motion = kinematic_beats(joints, FPS) / FPS
-    off = np.abs(motion[None, :] - truth[:, None]).min(1)
-    assert np.median(off) < 0.045, f"median offset {np.median(off) * 1000:.0f} ms"
-    # ... and the beats in between carry no kinematic beat of their own mostly.
+    off = np.median(np.abs(motion[None, :] - truth[:, None]).min(1))
     others = np.setdiff1d(beats[(beats > 7.5) & (beats < 18.5)], truth)
-    assert np.median(np.abs(motion[None, :] - others[:, None]).min(1)) > 0.08
+    between = np.median(np.abs(motion[None, :] - others[:, None]).min(1))
+    assert off < 0.09 and between > 1.5 * off, f"{off * 1000:.0f} ms from the beats danced, {between * 1000:.0f} ms from the others"
 
 
 @pytest.mark.slow

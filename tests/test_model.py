@@ -109,7 +109,9 @@ def test_units_continue_from_the_previous_end():
     pose = np.r_[0, 4:148]
     # The next unit starts one frame-step beyond where the previous ended (linear extrapolation).
     expected = prev[:, -1] + (prev[:, -1] - prev[:, -2])
-    np.testing.assert_allclose(nxt[:, 0, pose], expected[:, pose], atol=1e-4)
+    # (Up to 2e-4: foot planting re-solves a planted leg, and a 6D entry
+    # extrapolated past 1 comes back as a rotation's.)
+    np.testing.assert_allclose(nxt[:, 0, pose], expected[:, pose], atol=2e-4)
     # ... and the easing is gone after SEAM_FRAMES frames (the decoder's own motion resumes).
     assert SEAM_FRAMES < 32
 
@@ -367,3 +369,20 @@ def test_units_that_would_leave_the_envelope_are_drawn_again():
     chosen = limits.excess(unit_measures(torch.from_numpy(tight), 0.92))
     assert (chosen <= first + 1e-9).all() and (chosen < first).any()
     assert isinstance(limits, UnitLimits)
+
+
+def test_the_staccato_floor_bounds_the_accent():
+    """With a floor, no unit is accented past the point where its predicted
+    smoothed speed at the beats falls under ``floor`` x mid-beat; a unit that
+    cannot hit its beats above it gets the strongest accent that stays on it."""
+    from livedance.model.beat_align import accent_fit
+
+    model = _model()
+    x = model.denormalise(model.vae.decode(torch.randn(6, 16), torch.randn(6, 32)))
+    free, free_hit = accent_fit(x, 1.2, 1.2)
+    bounded, hit = accent_fit(x, 1.2, 1.2, floor=0.85)
+    assert bool((bounded <= free).all()) and bool((free_hit | ~hit).all())  # the floor only takes strength away
+    assert bool((bounded < free).any()), (free, bounded)
+    loose, _ = accent_fit(x, 1.2, 1.2, floor=0.5)
+    assert bool((bounded <= loose).all()) and bool((loose <= free).all())  # a lower floor allows more
+    assert float(accent_fit(x, 1.2, 1.2, floor=5.0)[0].max()) == 0.0  # nothing is allowed: as decoded

@@ -130,7 +130,7 @@ def test_keys_drive_the_engine_controls_and_hud_toggles(xvfb: str) -> None:
     controls = Controls()
     viewer = Viewer(settings(hud=True), controls=controls)
     viewer.submit(pose(False))
-    presses = [key.SPACE, key._3, key.UP, key.PLUS, key.H]
+    presses = [key.SPACE, key._3, key.UP, key.PLUS, key.B, key.H]
 
     def until() -> bool:
         if viewer.stats.frames_drawn >= 2 and presses:
@@ -143,6 +143,7 @@ def test_keys_drive_the_engine_controls_and_hud_toggles(xvfb: str) -> None:
     assert state.style == 3
     assert state.energy_bias == pytest.approx(0.25)
     assert state.dancers == 2
+    assert state.beat_hit == 1.0  # B: a stop on every beat (the default is 0, as real dancers)
     assert viewer.hud is False  # H toggled the HUD off (it was drawn until then)
 
 

@@ -16,7 +16,8 @@ drawing its viewer window on an Xvfb display (or, without Xvfb, rendering
 * ``rss_mb``: the perform process's VmRSS every minute, and its growth after warm-up;
 * ``cpu``: perform's CPU seconds per wall second (1.0 = one core);
 * ``drift``: the danced beats (kinematic beats of the recorded joints, at the
-  OSC arrival time of their frame) minus the played music's nearest known
+  OSC arrival time of their frame; the dancer stops on every beat,
+  ``engine.beat_hit`` 1, so they are sharp) minus the played music's nearest known
   beat: the median over each whole pass of the programme after warm-up and
   how far those stray over the run (``drift_ms``), the least-squares trend
   (ms per hour), and the per-minute medians and their spread (``minute_wander_ms``:
@@ -190,8 +191,11 @@ def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
         view = ["--window"] if display else ["--no-window", "--video", str(tmp / "soak.mp4")]
         if display:
             env["DISPLAY"] = display
+        # Drift is read off the danced beats, so the dancer stops on every beat
+        # (engine.beat_hit 1): the default groove puts its kinematic beats a
+        # median 50 ms off the beat, noise that would hide a drift of a few ms.
         cmd = [sys.executable, "-m", "livedance.cli", "--set", "viewer.width=320", "--set", "viewer.height=180",
-               "--set", "viewer.msaa=0", "perform", "--device", "pulse", "--osc", f"127.0.0.1:{rx.port}",
+               "--set", "viewer.msaa=0", "--set", "engine.beat_hit=1", "perform", "--device", "pulse", "--osc", f"127.0.0.1:{rx.port}",
                "--record", str(rec), *view]
         player = Player(audio)
         player.stream.start()

@@ -207,9 +207,12 @@ def run_cell(settings: Settings, cell: Cell, skip: float, seed: int, env: Motion
     fps = float(settings.engine.fps)
     joints, kept, cpu = dance_cell(settings, cell, skip, seed)
     level, shares = level_danced(kept)
-    hit, offset = None, None
+    hit, offset, offbeat = None, None, None
     if cell.beats is not None:
         hit, offset = beats_hit(joints, fps, cell.beats, skip, level == -1, cell.other_parity)
+        if hit.size > 1:
+            # Chance level: the same measure half-way between the beats the dance should hit.
+            offbeat = beats_hit(joints, fps, 0.5 * (hit[1:] + hit[:-1]), skip, False, False)[1]
     # The staccato ratio at the dance's own beats: in half-time every other music
     # beat, in double-time every beat and every half beat.
     stats = motion_stats(joints, fps, None if hit is None else dance_beats(hit, level) - skip)
@@ -224,6 +227,7 @@ def run_cell(settings: Settings, cell: Cell, skip: float, seed: int, env: Motion
         "beat_speed_ratio": None if stats.beat_speed_ratio is None else round(stats.beat_speed_ratio, 3),
         "peak_ratio": round(stats.peak_ratio, 3),
         "beat_offset_ms": None if offset is None else round(offset, 1),
+        "offbeat_offset_ms": None if offbeat is None else round(offbeat, 1),
         "seconds_measured": round(stats.seconds, 1), "engine_cpu_s": round(cpu, 2),
     }
     row.update(judge(stats, offset, env, None))

@@ -23,6 +23,7 @@ tap            float | None            a tap-tempo tap at this monotonic time (N
 dancers        int 1..64               number of dancers
 latency_ms     float 0..2000           output latency to compensate (projector, network)
 level          -1|0|1|name | None      metrical level: half/normal/double time; None or "auto" = by tempo
+beat_hit       float 0..1              how hard dancers hit each beat: 0 = as real dancers do, 1 = a stop on every beat
 ============== ======================= ===========================================
 """
 
@@ -72,6 +73,7 @@ class ControlState:
     # the tempo is not tapped: a forced tempo keeps the phase it was given.
     tap_beat: float | None = None
     level: int | None = None  # forced metrical level (-1 half, 0 normal, 1 double); None = chosen by tempo
+    beat_hit: float = 0.0  # 0 = hit the beats as real dancers do, 1 = slow to a stop on every beat
     version: int = 0  # increments on every change: cheap "did anything change?"
 
 
@@ -116,6 +118,7 @@ class Controls:
             "dancers": self.set_dancers,
             "latency_ms": self.set_latency_ms,
             "level": self.set_level,
+            "beat_hit": self.set_beat_hit,
         }
 
     @classmethod
@@ -130,6 +133,7 @@ class Controls:
         controls.set_dancers(engine.dancers)
         controls.set_latency_ms(engine.latency_ms)
         controls.set_level(parse_level(engine.level))  # a bad setting: UserError naming it
+        controls.set_beat_hit(engine.beat_hit)
         return controls
 
     def limit_styles(self, styles: int) -> None:
@@ -221,6 +225,11 @@ class Controls:
         except UserError as exc:
             raise ValueError(str(exc)) from None
         self._update(level=level)
+
+    def set_beat_hit(self, value: Value) -> None:
+        hit = _number("beat_hit", value)
+        _in_range("beat_hit", hit, 0.0, 1.0)
+        self._update(beat_hit=hit)
 
     def tap(self, value: Value = None) -> None:
         """One tap-tempo tap at ``value`` (``time.monotonic()`` seconds; None = now).

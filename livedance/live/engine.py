@@ -36,6 +36,7 @@ from livedance.live.phase import BeatClock, grid_phase
 from livedance.live.level import LevelChooser, dance_tempo, parse_level, span
 from livedance.live.timeline import UNIT_FRAMES, UnitTimeline
 from livedance.model.context import ANY_STYLE
+from livedance.model.dance import beat_floor
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +297,8 @@ class Engine:
     def _next_unit(self, state: Any, ctx: Any, temperature: float, seconds: float | None = None) -> tuple[np.ndarray, Any]:
         """``model.next_unit``; a GPU that fails mid-show (out of memory, device lost)
         hands the model and the state to the CPU, once, and the unit is made there."""
+        hit = self.controls.snapshot().beat_hit if self.controls is not None else self.settings.engine.beat_hit
+        self.model.beat_floor = beat_floor(hit)
         try:
             feats, state = self.model.next_unit(state, ctx, temperature, seconds)
         except Exception as exc:  # noqa: BLE001 - re-raised below unless it is the GPU's
@@ -306,6 +309,7 @@ class Engine:
                 raise
             self.stats.device_fallbacks += 1
             self.model, state = fall_back_to_cpu(self.model, state, exc, self._last_unit)
+            self.model.beat_floor = beat_floor(hit)
             feats, state = self.model.next_unit(state, ctx, temperature, seconds)
         self._last_unit = feats
         return feats, state

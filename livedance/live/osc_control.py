@@ -15,6 +15,8 @@ Addresses (numbers may be int or float; T/F count as 1/0):
     /livedance/control/latency      f  output latency to compensate, ms, 0..2000
     /livedance/control/level        [i|s]  metrical level: -1 / "half", 0 / "normal", 1 / "double";
                                        "auto" or no argument = chosen by tempo
+    /livedance/control/hit          f  how hard dancers hit each beat, 0..1: 0 = as real dancers do,
+                                       1 = slow to a stop on every beat
 
 With ``osc.secret`` set, every address must be prefixed by ``/<secret>``
 (``/s3cret/livedance/control/energy``), which CHOP-based senders can express
@@ -74,6 +76,7 @@ ADDRESSES: dict[str, str] = {
     "dancers": "dancers",
     "latency": "latency_ms",
     "level": "level",
+    "hit": "beat_hit",
 }
 
 

@@ -175,10 +175,19 @@ def _smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def accent_strength(
     feats: torch.Tensor, unit_seconds: float | None = None, most: float = 0.7, window: int = 4, depth: float = 0.25,
-    tolerance: float = 0.02,
+    tolerance: float = 0.02, floor: float = 0.0,
 ) -> torch.Tensor:
+    """(B,) the beat accent each unit (B, T, D) gets: :func:`accent_fit`'s strength."""
+    return accent_fit(feats, unit_seconds, most, window, depth, tolerance, floor)[0]
+
+
+def accent_fit(
+    feats: torch.Tensor, unit_seconds: float | None = None, most: float = 0.7, window: int = 4, depth: float = 0.25,
+    tolerance: float = 0.02, floor: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(B,) the weakest beat accent (see :func:`accent_beats`) at which each unit
-    (B, T, D) hits its beats, or ``most`` where none up to it does.
+    (B, T, D) hits its beats, or the strongest allowed where none does, and
+    (B,) whether it hits them.
 
     A unit hits its beats when its mean joint speed, smoothed as the
     kinematic-beat metric smooths it at the playback rate (``unit_seconds``
@@ -190,6 +199,15 @@ def accent_strength(
     as it was decoded: a uniform accent made every beat a stop and every
     mid-beat a rush (speed at the beat a third of mid-beat), where real
     dancers barely slow on the beat.
+
+    ``floor`` bounds how staccato the accent may make a unit: no strength
+    is used at which the unit's predicted smoothed speed at its beats falls
+    below ``floor`` times its speed half-way between them (the envelope's
+    "at beat / mid-beat"). A unit that cannot hit its beats above the floor
+    gets the strongest accent that stays on it. Real units barely slow on
+    their beats (0.95 of mid-beat on the training units) and none passes the
+    hit test unaccented, so without a floor nearly every unit was accented
+    into a pump on every beat.
 
     The accented speed is predicted from the unaccented one (re-timing
     scales it by the local rate), so no strength costs a forward kinematics.
@@ -225,5 +243,14 @@ def accent_strength(
     end, begin = smooth[..., -window:], smooth[..., :window]
     hits &= (end.argmin(-1) == window - 1) & (end[..., -1] <= keep * end[..., 0])  # slows into the end
     hits &= (begin.argmin(-1) == 0) & (begin[..., 0] <= keep * begin[..., -1])  # speeds up out of the start
-    first = torch.where(hits.any(-1), hits.to(torch.int8).argmax(-1), torch.full_like(mid[:, 0], ACCENT_STEPS - 1))
-    return strengths[first, 0]
+    quarter = beat // 2
+    at_beat = (smooth[..., 0] + smooth[..., beat - 1] + smooth[..., beat] + smooth[..., -1]) / 4
+    mid_beat = (smooth[..., quarter - 1] + smooth[..., quarter] + smooth[..., beat + quarter - 1] + smooth[..., beat + quarter]) / 4
+    # Strengths in order up to the first that drops under the floor (strength 0 always stays).
+    allowed = (at_beat >= floor * mid_beat).to(torch.int8).cumprod(-1).bool()
+    allowed[:, 0] = True
+    hits &= allowed
+    strongest = allowed.to(torch.int64).sum(-1) - 1
+    hit = hits.any(-1)
+    first = torch.where(hit, hits.to(torch.int8).argmax(-1), strongest)
+    return strengths[first, 0], hit

@@ -41,6 +41,19 @@ SEAM_FRAMES = 8
 #: takes keep 0.70-1.21 (p5-p95); this gives 0.50-0.53 at 75-160 BPM with beat
 #: offsets 29-37 ms (a shallower accent reaches 0.59-0.66 only at 40-80 ms).
 BEAT_ACCENT = 1.2
+#: The least a unit's smoothed speed at its beats may be, as a share of its
+#: mid-beat speed, once accented (``accent_strength``'s floor), when dancers
+#: hit the beat as real dancers do. Real takes keep 0.70-1.21 (p5-p95, median
+#: 0.87); on the engine's output (seams, foot planting) a floor of 0.75 left 11
+#: of 40 ``bench motion`` cells under 0.70, 0.85 none.
+BEAT_FLOOR = 0.85
+
+
+def beat_floor(hit: float) -> float:
+    """The staccato floor for a beat hit of 0 (as real dancers, :data:`BEAT_FLOOR`) to 1 (none: a stop on every beat)."""
+    return BEAT_FLOOR * (1.0 - min(max(float(hit), 0.0), 1.0))
+
+
 #: Draws of another unit when one would leave the envelope at its playback rate.
 REDRAWS = 3
 #: One unit may reach this many times the envelope's median speed, skate and
@@ -133,6 +146,8 @@ class DanceModel(nn.Module):
         self.align_beats = True
         #: The most a unit slows down on its beats (0 = as decoded); see ``accent_strength``.
         self.beat_accent = BEAT_ACCENT
+        #: How staccato the accent may make a unit (speed at beat / mid-beat); see ``accent_strength``.
+        self.beat_floor = BEAT_FLOOR
         #: Draws of another unit when one would leave the realism envelope (0 = never); see ``next_unit``.
         self.redraws = REDRAWS
         #: How far one unit may exceed the envelope's medians (see ``UnitLimits.from_envelope``).
@@ -268,7 +283,7 @@ class DanceModel(nn.Module):
         if self.align_beats:
             feats = align_beats(feats)
         if self.beat_accent > 0.0:
-            feats = accent_beats(feats, accent_strength(feats, unit_seconds, self.beat_accent))
+            feats = accent_beats(feats, accent_strength(feats, unit_seconds, self.beat_accent, floor=self.beat_floor))
         return plant_feet(feats, self.foot_plant)
 
     def _limits(self, style: np.ndarray) -> UnitLimits | None:

@@ -222,6 +222,7 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("+/-", "one dancer more / fewer"),
     Shortcut("S", "new random seed"),
     Shortcut("L", "metrical level: auto, half-time, normal, double-time (cycles)"),
+    Shortcut("B", "beat hit: a stop on every beat, or as real dancers do (toggles)"),
     Shortcut("ESC/Q", "quit (kiosk: Ctrl+Q only)"),
 )
 
@@ -618,6 +619,8 @@ class Viewer:
             action = ("seed", random.randrange(2**31))
         elif symbol == key.L and self.controls is not None:
             action = ("level", next_level(self.controls.snapshot().level))
+        elif symbol == key.B and self.controls is not None:
+            action = ("beat_hit", 0.0 if self.controls.snapshot().beat_hit > 0.5 else 1.0)
         if action is None:
             return
         if self.controls is None:
