@@ -28,6 +28,7 @@ A machine shared with other work shows up in ``load_average``.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -197,6 +198,10 @@ def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
         cmd = [sys.executable, "-m", "livedance.cli", "--set", "viewer.width=320", "--set", "viewer.height=180",
                "--set", "viewer.msaa=0", "--set", "engine.beat_hit=1", "perform", "--device", "pulse", "--osc", f"127.0.0.1:{rx.port}",
                "--record", str(rec), *view]
+        # The player's callback and the receiver run here: a full collection of
+        # this process would stall them (and read as the show's stall).
+        gc.collect()
+        gc.freeze()
         player = Player(audio)
         player.stream.start()
         t_launch = time.monotonic()
@@ -245,6 +250,7 @@ def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
             player.stream.stop()
             player.stream.close()
             rx.close()
+            gc.unfreeze()
             for p in (pulse, xvfb):
                 if p is not None:
                     p.terminate()

@@ -17,6 +17,7 @@ The caller's thread runs the window, if any, or just waits.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import threading
@@ -227,6 +228,13 @@ class LiveRunner:
 
     def start(self) -> None:
         sys.setswitchinterval(_SWITCH_INTERVAL)
+        # What is built by now (model, viewer, warm-up) lives for the whole
+        # show. A full collection stops every thread while it scans the heap:
+        # 68 ms for an offline engine's, up to 161 ms for perform's (measured
+        # with gc.callbacks). Frozen, a full collection scans only what the
+        # show allocates from here on.
+        gc.collect()
+        gc.freeze()
         self.source.start()
         for target, name in ((self._generate, "livedance-generator"), (self._frames, "livedance-frames")):
             t = threading.Thread(target=target, name=name, daemon=True)
@@ -239,6 +247,7 @@ class LiveRunner:
         for t in self._threads:
             t.join(timeout=2.0)
         sys.setswitchinterval(self._switch_interval)
+        gc.unfreeze()
         try:
             self.source.close()
         finally:
