@@ -307,7 +307,8 @@ def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
         ok = (np.abs(err) < 0.2) & (frame_at > t0 + warmup)  # on a beat (not the idle groove in a silence)
         at, off = frame_at[ok] - t0, err[ok] * 1000.0
         minutes = (at // 60).astype(int)
-        medians = [round(float(np.median(off[minutes == m])), 1) for m in np.unique(minutes)]
+        # Whole minutes only: the run's last half second made a "minute" of one beat.
+        medians = [round(float(np.median(off[minutes == m])), 1) for m in np.unique(minutes) if (m + 1) * 60.0 <= wall]
         # Drift is judged per pass of the programme: every pass plays the same
         # music, so what one section does to the offset (a tempo, a silence's
         # re-lock) is the same in each, and a pass holds ~400 beats. Minute
