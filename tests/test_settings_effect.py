@@ -475,6 +475,7 @@ ENGINE_PROBES: dict[str, tuple] = {
     "tap_follows_music": (True, _tapped_tempo),
     "checkpoint": (None, _dance),  # set to a second checkpoint in the test
     "level": ("double", _dance),
+    "beat_hit": (1.0, _dance),
     "compute": ("cpu", _compute_device),
 }
 

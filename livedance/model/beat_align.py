@@ -205,9 +205,9 @@ def accent_fit(
     below ``floor`` times its speed half-way between them (the envelope's
     "at beat / mid-beat"). A unit that cannot hit its beats above the floor
     gets the strongest accent that stays on it. Real units barely slow on
-    their beats (0.95 of mid-beat on the training units) and none passes the
-    hit test unaccented, so without a floor nearly every unit was accented
-    into a pump on every beat.
+    their beats (0.95 of mid-beat on the training units) and 1% of them pass
+    the hit test unaccented, so without a floor nearly every unit was
+    accented into a pump on every beat.
 
     The accented speed is predicted from the unaccented one (re-timing
     scales it by the local rate), so no strength costs a forward kinematics.
