@@ -250,11 +250,21 @@ class DeviceSource(AudioSource):
         self.device_lost = True
         self.lost_count += 1
         log.warning("audio input '%s' lost (%s); retrying every %.1f s", self.device.name, why, self.settings.retry_seconds)
-        self._close_stream()
+        # Closed on a thread of its own, not the reader's (the frame clock's)
+        # nor the reopening one: against a killed sound server abort() can
+        # block for good (the kiosk's frames stopped at the loss in one run of
+        # four; closed before reopening, the device never came back).
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            threading.Thread(target=self._abort, args=(stream,), name="livedance-audio-close", daemon=True).start()
         self._next_retry = time.monotonic() + self.settings.retry_seconds
 
     def _close_stream(self) -> None:
         stream, self._stream = self._stream, None
+        self._abort(stream)
+
+    @staticmethod
+    def _abort(stream: Any) -> None:
         if stream is not None:
             try:
                 stream.abort()
