@@ -303,11 +303,11 @@ def test_the_reloaded_model_keeps_the_run_time_settings(model: DanceModel) -> No
 
     flaky = load_checkpoint()
     flaky.__class__ = FlakyGPU
-    flaky.lost, flaky.beat_accent, flaky.foot_plant = True, 0.25, 0.5
+    flaky.lost, flaky.beat_accent, flaky.foot_plant, flaky.beat_floor = True, 0.25, 0.5, 0.3
     state = flaky.new_state(2, 1)
     feats, state = flaky.next_unit(state, CTX)
     fresh, restarted = fall_back_to_cpu(flaky, state, RuntimeError("CUDA error: device lost"), feats)
-    assert type(fresh) is DanceModel and (fresh.beat_accent, fresh.foot_plant) == (0.25, 0.5)
+    assert type(fresh) is DanceModel and (fresh.beat_accent, fresh.foot_plant, fresh.beat_floor) == (0.25, 0.5, 0.3)
     assert restarted.units == state.units == 1 and restarted.lstm is None
     # The restarted dancers continue from the last unit's last frames.
     assert torch.allclose(fresh.denormalise(restarted.last_frames), torch.from_numpy(feats[:, -2:]), atol=1e-5)

@@ -308,8 +308,7 @@ class Engine:
             if device is None or device.type == "cpu" or not is_device_error(exc):
                 raise
             self.stats.device_fallbacks += 1
-            self.model, state = fall_back_to_cpu(self.model, state, exc, self._last_unit)
-            self.model.beat_floor = beat_floor(hit)
+            self.model, state = fall_back_to_cpu(self.model, state, exc, self._last_unit)  # carries beat_floor over
             feats, state = self.model.next_unit(state, ctx, temperature, seconds)
         self._last_unit = feats
         return feats, state
