@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
 from typing import Callable, Sequence
@@ -145,7 +146,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _detach_python_stderr() -> None:
+    """Give Python's ``sys.stderr`` (log lines, the status line, tracebacks) a
+    descriptor of its own, a copy of fd 2. The audio layer points fd 2 at
+    /dev/null around PortAudio calls to silence the native libraries' noise
+    (audio/sources.py), and a call that never returns (a killed sound server)
+    must not silence livedance's own lines with it."""
+    try:
+        fd = os.dup(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):  # no real stderr: leave it as it is
+        return
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    sys.stderr = open(fd, "w", buffering=1, encoding=encoding, errors="backslashreplace")
+
+
 def entry() -> None:
+    _detach_python_stderr()
     sys.exit(main())
 
 

@@ -269,6 +269,21 @@ def test_watchdog_fires_once_per_stall_and_not_while_beating() -> None:
         dog.stop()
 
 
+def test_watchdog_counts_a_stall_that_froze_its_own_thread_too() -> None:
+    # SIGSTOP or a suspended machine freeze the watching thread with the loop;
+    # on waking, the loop's next beat may come first. That beat reports it.
+    stalls: list[float] = []
+    dog = Watchdog(0.2, stalls.append)  # not started: its thread never looks
+    dog.beat()
+    time.sleep(0.1)
+    dog.beat()
+    assert stalls == []
+    time.sleep(0.3)
+    dog.beat()
+    dog.beat()
+    assert len(stalls) == 1 and stalls[0] >= 0.3
+
+
 def test_view_command_plays_a_motion_file_and_ends(xvfb: str, tmp_path: Path) -> None:
     from livedance.cli import main
 

@@ -8,6 +8,7 @@ scratch buffer and copies into the ring.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -38,31 +39,25 @@ def _native_stderr_muted() -> Iterator[None]:
 
     PortAudio's ALSA host API and libasound print ~6 lines straight to fd 2 on
     every failed open: with a device unplugged for a weekend, a retry a second
-    wrote ~20,000 lines an hour to the journal. Python's log handlers are
-    held (locked) meanwhile, so other threads' log lines wait instead of being
-    lost; nothing may log inside this block (the handlers are re-entrant for
-    this thread and its lines would vanish)."""
-    handlers = list(logging.getLogger().handlers)
-    for h in handlers:
-        h.acquire()
+    wrote ~20,000 lines an hour to the journal. Python's own writes are not
+    muted where ``sys.stderr`` has a descriptor of its own (the command line
+    gives it one: ``livedance.cli.entry``). No lock is held meanwhile: against
+    a killed sound server the call inside can block for good, and holding the log handlers' locks then silenced every
+    thread's log for the rest of the run (the kiosk's stall and X-loss
+    recoveries went unlogged, then unperformed)."""
     try:
-        try:
-            sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError):  # no usable stderr: nothing to protect
-            yield
-            return
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 2)
-        os.close(null)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr: nothing to protect
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    try:
+        yield
     finally:
-        for h in reversed(handlers):
-            h.release()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class AudioSource:
@@ -130,6 +125,7 @@ class DeviceSource(AudioSource):
         self.device_lost = False
         self.lost_count = 0
         self._reopener: threading.Thread | None = None
+        self._closers: list[threading.Thread] = []  # threads closing lost streams
         self._closed = False
         self.samples_read = 0  # analysis-rate samples delivered
         self._recording: Any = None  # soundfile.SoundFile the input is recorded to (live --video)
@@ -203,10 +199,15 @@ class DeviceSource(AudioSource):
         try:
             if not first:
                 self._retries += 1
-                if self._retries % 5 == 0:
+                if self._retries % 5 == 0 and not self._closing():
                     # A device that came back may have a new index; PortAudio
                     # only rescans on re-initialisation (which also stops any
                     # other stream in this process, hence not every time).
+                    # Never while a lost stream is still closing: its ALSA
+                    # thread can be stuck for good inside a killed sound
+                    # server's plugin (snd_pcm_status -> pa_mutex_lock, seen
+                    # with py-spy), and Pa_Terminate then waits on it forever
+                    # (1 kiosk run in 3: the device never came back).
                     with _native_stderr_muted():
                         sd._terminate()
                         sd._initialize()
@@ -256,8 +257,14 @@ class DeviceSource(AudioSource):
         # four; closed before reopening, the device never came back).
         stream, self._stream = self._stream, None
         if stream is not None:
-            threading.Thread(target=self._abort, args=(stream,), name="livedance-audio-close", daemon=True).start()
+            closer = threading.Thread(target=self._abort, args=(stream,), name="livedance-audio-close", daemon=True)
+            closer.start()
+            self._closers = [t for t in self._closers if t.is_alive()] + [closer]
         self._next_retry = time.monotonic() + self.settings.retry_seconds
+
+    def _closing(self) -> bool:
+        """Whether a lost stream is still being closed (perhaps never will be)."""
+        return any(t.is_alive() for t in self._closers)
 
     def _close_stream(self) -> None:
         stream, self._stream = self._stream, None
@@ -345,6 +352,13 @@ class DeviceSource(AudioSource):
     def close(self) -> None:
         self._closed = True
         self._close_stream()
+        if self._closing():
+            # sounddevice's exit handler runs Pa_Terminate, which would wait on
+            # the stuck stream and keep the process from ever exiting: the
+            # operating system reclaims the device instead.
+            sd = load_sounddevice()
+            atexit.unregister(sd._exit_handler)
+            log.debug("a lost audio stream never closed; skipping PortAudio's exit handler")
         recording, self._recording = self._recording, None
         if recording is not None:
             recording.close()

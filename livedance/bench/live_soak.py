@@ -277,6 +277,12 @@ def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
                 "osc_missing_indices": int(distinct[-1] + 1 - distinct.size) if distinct.size else None,
             },
             "dropped": {"perform_reported": dropped_own, "music_time_gaps_after_startup": int(np.sum(gaps > 1.5 / FPS))},
+            # When the gaps came (s after listening) and how much music each
+            # skipped (ms): a stall at a GC pass, a minute boundary or a song
+            # change each leave their own pattern.
+            "music_time_gaps_at": [[round(float(a - t0), 1), round(float(g) * 1000.0)]
+                                   for a, g in zip(arrival[1:][after[1:]][gaps > 1.5 / FPS][:100],
+                                                   gaps[gaps > 1.5 / FPS][:100])],
             "frame_interval_ms": _percentiles(intervals),
             # perform runs at --latency 0: a frame's timetag is the instant of
             # its slot, so this is how long after its slot each frame arrived.

@@ -111,6 +111,7 @@ class Watchdog:
         self._last = time.monotonic()
         self._stalled = False
         self._dead = False
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="render-watchdog", daemon=True)
         self.stalls = 0
@@ -121,7 +122,13 @@ class Watchdog:
         return self
 
     def beat(self) -> None:
-        self._last = time.monotonic()
+        now = time.monotonic()
+        # A stall that froze this thread too (the whole process stopped, the
+        # machine suspended) is seen first here, when the loop comes back:
+        # the watching thread may wake only after this beat.
+        if now - self._last >= self.timeout:
+            self._stall(now - self._last)
+        self._last = now
         self._stalled = self._dead = False
 
     def stop(self) -> None:
@@ -129,13 +136,19 @@ class Watchdog:
         if self._thread.is_alive():
             self._thread.join(timeout=1.0)
 
+    def _stall(self, age: float) -> None:
+        with self._lock:  # the loop and the watching thread may both see it
+            if self._stalled:
+                return
+            self._stalled = True
+            self.stalls += 1
+        self._on_stall(age)
+
     def _watch(self) -> None:
         while not self._stop.wait(min(self.timeout / 4.0, 0.25)):
             age = time.monotonic() - self._last
-            if age >= self.timeout and not self._stalled:
-                self._stalled = True
-                self.stalls += 1
-                self._on_stall(age)
+            if age >= self.timeout:
+                self._stall(age)
             if age >= self.dead_after and not self._dead and self._on_dead is not None:
                 self._dead = True
                 self._on_dead(age)
