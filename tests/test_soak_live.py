@@ -27,6 +27,8 @@ def test_live_soak_reports_what_a_show_needs():
     assert {"p50", "p99", "max"} <= set(result["frame_interval_ms"])
     gaps = result["dropped"]["music_time_gaps_after_startup"]
     assert len(result["music_time_gaps_at"]) == min(gaps, 100), result["music_time_gaps_at"]
+    assert all(len(g) == 3 for g in result["music_time_gaps_at"])
+    assert result["cpu_steal_s"] is not None and result["cpu_steal_s"] >= 0.0  # Linux: /proc/stat
     assert len(result["rss_mb_every_minute"]) >= 1 and result["cpu_per_wall_second"] > 0.05
     # The danced beats were matched against the played ones (the judge saw the dance).
     assert result["drift"]["danced_beats_matched"] > 10, result["drift"]

@@ -146,6 +146,16 @@ def _proc_stat(pid: int) -> tuple[float, float]:
     return rss, cpu
 
 
+def _machine_steal() -> float:
+    """Seconds of CPU time the hypervisor took from this (virtual) machine so
+    far, over all its CPUs (/proc/stat's steal column); nan where unknown."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            return int(f.readline().split()[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def _start_pulse(runtime: Path) -> subprocess.Popen[bytes]:
     if not shutil.which("pulseaudio"):
         raise UserError("bench soak --live needs PulseAudio (scripts/setup.sh installs pulseaudio pulseaudio-utils)")
@@ -232,8 +242,10 @@ def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
             t0 = time.monotonic()
             _, cpu0 = _proc_stat(proc.pid)
             next_sample = t0
+            steal: list[tuple[float, float]] = []  # (s after t0, machine steal s), every half second
             while time.monotonic() - t0 < seconds and proc.poll() is None:
                 now = time.monotonic()
+                steal.append((now - t0, _machine_steal()))
                 if now >= next_sample:
                     rss, cpu = _proc_stat(proc.pid)
                     samples.append({"t": round(now - t0, 1), "rss_mb": round(rss, 1), "cpu_s": round(cpu - cpu0, 1)})
@@ -262,6 +274,12 @@ def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
         order = np.argsort(frames[:, 0], kind="stable")
         index, arrival, music, late = frames[order].T
         distinct = np.unique(index)
+        st, sv = np.array(steal, dtype=np.float64).reshape(-1, 2).T
+        stolen = sv.size > 6 and bool(np.all(np.isfinite(sv)))  # /proc/stat read throughout
+
+        def stolen_ms(start: float, end: float) -> int | None:
+            return round(float(np.interp(end, st, sv) - np.interp(start, st, sv)) * 1000.0) if stolen else None
+
         after = arrival > t0 + 10.0  # start-up: the first 10 s of listening
         gaps = np.diff(music)[after[1:]]
         intervals = np.diff(arrival)[after[1:]] * 1000.0
@@ -277,12 +295,19 @@ def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
                 "osc_missing_indices": int(distinct[-1] + 1 - distinct.size) if distinct.size else None,
             },
             "dropped": {"perform_reported": dropped_own, "music_time_gaps_after_startup": int(np.sum(gaps > 1.5 / FPS))},
-            # When the gaps came (s after listening) and how much music each
-            # skipped (ms): a stall at a GC pass, a minute boundary or a song
-            # change each leave their own pattern.
-            "music_time_gaps_at": [[round(float(a - t0), 1), round(float(g) * 1000.0)]
+            # Each gap: when (s after listening), how much music it skipped
+            # (ms), and the CPU time the hypervisor took from the machine (all
+            # CPUs, ms) from 1 s before to 0.5 s after, against
+            # steal_ms_per_1_5_s. A stall at a GC pass, a minute boundary or a
+            # song change each leave their own pattern; pauses that the soak's
+            # harness saw at the same instant (a probe in session 8) point
+            # outside perform.
+            "music_time_gaps_at": [[round(float(a - t0), 1), round(float(g) * 1000.0),
+                                    stolen_ms(a - t0 - 1.0, a - t0 + 0.5)]
                                    for a, g in zip(arrival[1:][after[1:]][gaps > 1.5 / FPS][:100],
                                                    gaps[gaps > 1.5 / FPS][:100])],
+            "steal_ms_per_1_5_s": _percentiles(np.diff(sv[::3]) * 1000.0) if stolen else None,
+            "cpu_steal_s": round(float(sv[-1] - sv[0]), 2) if stolen else None,
             "frame_interval_ms": _percentiles(intervals),
             # perform runs at --latency 0: a frame's timetag is the instant of
             # its slot, so this is how long after its slot each frame arrived.
