@@ -157,7 +157,7 @@ def _detach_python_stderr() -> None:
     except (AttributeError, OSError, ValueError):  # no real stderr: leave it as it is
         return
     encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
-    sys.stderr = open(fd, "w", buffering=1, encoding=encoding, errors="backslashreplace")
+    sys.stderr = open(fd, "w", buffering=1, encoding=encoding, errors="backslashreplace")  # noqa: SIM115 - for the whole process
 
 
 def entry() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -42,9 +41,10 @@ def _native_stderr_muted() -> Iterator[None]:
     wrote ~20,000 lines an hour to the journal. Python's own writes are not
     muted where ``sys.stderr`` has a descriptor of its own (the command line
     gives it one: ``livedance.cli.entry``). No lock is held meanwhile: against
-    a killed sound server the call inside can block for good, and holding the log handlers' locks then silenced every
-    thread's log for the rest of the run (the kiosk's stall and X-loss
-    recoveries went unlogged, then unperformed)."""
+    a killed sound server the call inside can block for good, and holding the
+    log handlers' locks then silenced every thread's log for the rest of the
+    run (the kiosk's stall and X-loss recoveries went unlogged, then
+    unperformed)."""
     try:
         saved = os.dup(2)
     except (OSError, ValueError):  # no usable stderr: nothing to protect

@@ -282,6 +282,7 @@ def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
 
         after = arrival > t0 + 10.0  # start-up: the first 10 s of listening
         gaps = np.diff(music)[after[1:]]
+        skipped = gaps > 1.5 / FPS  # a step of more than one frame slot in music time
         intervals = np.diff(arrival)[after[1:]] * 1000.0
         result: dict[str, Any] = {
             "benchmark": "soak --live",
@@ -294,7 +295,7 @@ def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
                 "osc_received": int(distinct.size),
                 "osc_missing_indices": int(distinct[-1] + 1 - distinct.size) if distinct.size else None,
             },
-            "dropped": {"perform_reported": dropped_own, "music_time_gaps_after_startup": int(np.sum(gaps > 1.5 / FPS))},
+            "dropped": {"perform_reported": dropped_own, "music_time_gaps_after_startup": int(np.sum(skipped))},
             # Each gap: when (s after listening), how much music it skipped
             # (ms), and the CPU time the hypervisor took from the machine (all
             # CPUs, ms) from 1 s before to 0.5 s after, against
@@ -304,9 +305,9 @@ def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
             # outside perform.
             "music_time_gaps_at": [[round(float(a - t0), 1), round(float(g) * 1000.0),
                                     stolen_ms(a - t0 - 1.0, a - t0 + 0.5)]
-                                   for a, g in zip(arrival[1:][after[1:]][gaps > 1.5 / FPS][:100],
-                                                   gaps[gaps > 1.5 / FPS][:100])],
-            "steal_ms_per_1_5_s": _percentiles(np.diff(sv[::3]) * 1000.0) if stolen else None,
+                                   for a, g in zip(arrival[1:][after[1:]][skipped][:100], gaps[skipped][:100])],
+            "steal_ms_per_1_5_s": _percentiles(np.diff(np.interp(np.arange(st[0], st[-1], 1.5), st, sv)) * 1000.0)
+            if stolen else None,
             "cpu_steal_s": round(float(sv[-1] - sv[0]), 2) if stolen else None,
             "frame_interval_ms": _percentiles(intervals),
             # perform runs at --latency 0: a frame's timetag is the instant of

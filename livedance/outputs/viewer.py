@@ -127,7 +127,7 @@ class Watchdog:
         # machine suspended) is seen first here, when the loop comes back:
         # the watching thread may wake only after this beat.
         if now - self._last >= self.timeout:
-            self._stall(now - self._last)
+            self._stall()
         self._last = now
         self._stalled = self._dead = False
 
@@ -136,9 +136,13 @@ class Watchdog:
         if self._thread.is_alive():
             self._thread.join(timeout=1.0)
 
-    def _stall(self, age: float) -> None:
-        with self._lock:  # the loop and the watching thread may both see it
-            if self._stalled:
+    def _stall(self) -> None:
+        # The loop and the watching thread may both see one stall; the age is
+        # read again under the lock, so a watcher that read it just before
+        # the loop's beat ended the stall does not report it a second time.
+        with self._lock:
+            age = time.monotonic() - self._last
+            if self._stalled or age < self.timeout:
                 return
             self._stalled = True
             self.stalls += 1
@@ -148,7 +152,7 @@ class Watchdog:
         while not self._stop.wait(min(self.timeout / 4.0, 0.25)):
             age = time.monotonic() - self._last
             if age >= self.timeout:
-                self._stall(age)
+                self._stall()
             if age >= self.dead_after and not self._dead and self._on_dead is not None:
                 self._dead = True
                 self._on_dead(age)
