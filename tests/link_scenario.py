@@ -107,9 +107,12 @@ def run_follow(args: argparse.Namespace) -> dict:
     links: list = []
     start = None  # leave/rejoin count from perform's first frame (its start-up takes seconds)
     events = []
-    left = rejoined = stopped = None
+    left = rejoined = stopped = together_since = None
+    dj = []  # (wall, peers, playing) as the DJ's own Link sees them, every 0.1 s
     while proc.poll() is None:
         receive(sock, frames, beats, links)
+        if not dj or time.time() - dj[-1][0] >= 0.1:
+            dj.append((time.time(), int(peer.link.num_peers), int(peer.link.playing)))
         for b in beats[len(events):]:
             frame = frames.get(b["wall_frame"], {})
             if "time" not in frame:
@@ -129,12 +132,18 @@ def run_follow(args: argparse.Namespace) -> dict:
         if args.rejoin and rejoined is None and now >= args.rejoin:
             peer.link.enabled = True
             rejoined = time.time()
-        # The DJ presses stop once perform sees the peer again after it
-        # rejoined (Link shares a stop as a change, so one made while the
-        # session is still re-forming can be missed: a CI run saw perform
-        # playing on after a stop 2.5 s after the rejoin), or 2 s late at most.
-        back = rejoined is None or any(link["peers"] >= 1 and link["wall"] > rejoined for link in links)
-        if args.stop and stopped is None and now >= args.stop and (back or now >= args.stop + 2.0):
+        # The DJ presses stop once the session has re-formed: for 1 s both
+        # the DJ and perform (every /livedance/link since) have seen the
+        # other. Link shares a stop once, as a change: a peer that is in
+        # another session when it arrives ignores it for good (fresh-clone
+        # CI runs twice saw perform playing on after a stop sent 2.5 s
+        # after the rejoin). 2 s late at most.
+        if rejoined is not None and stopped is None:
+            together = (peer.link.num_peers >= 1 and bool(links) and links[-1]["peers"] >= 1
+                        and links[-1]["wall"] > rejoined)
+            together_since = (together_since or time.time()) if together else None
+        settled = rejoined is None or (together_since is not None and time.time() - together_since >= 1.0)
+        if args.stop and stopped is None and now >= args.stop and (settled or now >= args.stop + 2.0):
             peer.link.playing = False  # the DJ presses stop
             stopped = time.time()
     receive(sock, frames, beats, links)
@@ -142,7 +151,8 @@ def run_follow(args: argparse.Namespace) -> dict:
     ordered = sorted((tag, f) for tag, f in frames.items() if "joints" in f)
     return {
         "rc": proc.returncode, "stderr": err.decode()[-2000:], "stdout": out.decode()[-500:],
-        "events": events, "links": links[:: 6], "left": left, "rejoined": rejoined, "stopped": stopped,
+        "events": events, "links": links[:: 6], "dj": dj, "together_since": together_since,
+        "left": left, "rejoined": rejoined, "stopped": stopped,
         "joints": [[tag, f["joints"]] for tag, f in ordered],
     }
 

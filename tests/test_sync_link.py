@@ -54,6 +54,25 @@ def in_netns(*args: str, timeout: float = 120.0) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _around_stop(r: dict) -> str:
+    """Who saw whom around the DJ's stop, for a failure message: perform's
+    (peers, playing) over OSC and the DJ's own, every 0.5 s."""
+    def sample(rows: list) -> str:
+        picked, last = [], None
+        for w, peers, playing in rows:
+            if last is None or w - last >= 0.5:
+                picked.append(f"{w:+.1f}s {peers}/{playing}")
+                last = w
+        return " ".join(picked)
+
+    at = r["stopped"]
+    perform = [(link["wall"] - at, link["peers"], link["playing"]) for link in r["links"] if link["wall"] > r["left"]]
+    dj = [(w - at, peers, playing) for w, peers, playing in r["dj"] if w > r["left"]]
+    settled = "never" if r["together_since"] is None else f"{r['together_since'] - at:+.1f}s"
+    return (f"relative to the stop: left {r['left'] - at:+.1f}s, rejoined {r['rejoined'] - at:+.1f}s, "
+            f"settled {settled}; peers/playing seen by perform: {sample(perform)}; by the DJ: {sample(dj)}")
+
+
 def test_follow_a_128_bpm_peer_on_silence_through_it_leaving_rejoining_and_stopping(tmp_path):
     import soundfile as sf
 
@@ -79,8 +98,8 @@ def test_follow_a_128_bpm_peer_on_silence_through_it_leaving_rejoining_and_stopp
     assert 1 in peers and 0 in peers[peers.index(1):], peers
     # The DJ stopped the transport: perform shows it (and stops the dance, tests/test_sync.py).
     playing = [(round(link["wall"] - r["stopped"], 2), link["playing"]) for link in r["links"]]
-    assert all(p == 1 for w, p in playing if w < -0.2), playing
-    assert [p for w, p in playing if w > 0.5] and all(p == 0 for w, p in playing if w > 0.5), playing
+    assert all(p == 1 for w, p in playing if w < -0.2), _around_stop(r)
+    assert [p for w, p in playing if w > 0.5] and all(p == 0 for w, p in playing if w > 0.5), _around_stop(r)
     tags = np.array([j[0] for j in r["joints"]])
     joints = np.array([j[1] for j in r["joints"]]).reshape(len(tags), -1, 3)
     speed = np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(axis=1) / np.maximum(np.diff(tags), 1e-3)
