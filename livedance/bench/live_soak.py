@@ -368,7 +368,17 @@ def live_soak(seconds: float, warmup: float | None = None) -> dict[str, Any]:
         return result
 
 
+def _exit_on_term(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run(seconds: float, as_json: bool) -> int:
-    result = live_soak(seconds)
+    # Python's default SIGTERM ends the process without unwinding, which
+    # left the private PulseAudio, Xvfb and perform running: unwind instead.
+    previous = signal.signal(signal.SIGTERM, _exit_on_term)
+    try:
+        result = live_soak(seconds)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(json.dumps(result, indent=None if as_json else 2))
     return 0
