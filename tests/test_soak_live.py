@@ -47,7 +47,6 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.slow
 def test_a_terminated_live_soak_takes_its_sound_server_display_and_perform_down():
-
     proc = subprocess.Popen(
         [sys.executable, "-m", "livedance.cli", "bench", "soak", "--live", "--seconds", "600", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
